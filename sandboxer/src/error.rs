@@ -1,0 +1,122 @@
+//! Errors whose kind decides the process exit code, and the codes themselves.
+
+use std::fmt;
+
+/// What went wrong, as far as the exit code and a script reading `--json` care.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The operation ran and failed (a Packer build failed, a file could not be written).
+    Failed,
+    /// The user asked for something invalid: bad flags, bad profile, bad input.
+    Usage,
+    /// A sandbox or profile that does not exist.
+    NotFound,
+    /// Every placement slot is taken and the caller asked not to wait.
+    PlacementFull,
+    /// Cancelled by SIGINT.
+    Interrupted,
+    /// Cancelled by SIGTERM (or SIGHUP).
+    Terminated,
+}
+
+impl ErrorKind {
+    /// The process exit code; documented in the README and pinned by transcripts.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            ErrorKind::Failed => 1,
+            ErrorKind::Usage => 2,
+            ErrorKind::NotFound => 3,
+            ErrorKind::PlacementFull => 4,
+            ErrorKind::Interrupted => 130,
+            ErrorKind::Terminated => 143,
+        }
+    }
+
+    /// The stable machine name used in JSON error objects.
+    pub fn slug(self) -> &'static str {
+        match self {
+            ErrorKind::Failed => "failed",
+            ErrorKind::Usage => "usage",
+            ErrorKind::NotFound => "not-found",
+            ErrorKind::PlacementFull => "placement-full",
+            ErrorKind::Interrupted => "interrupted",
+            ErrorKind::Terminated => "terminated",
+        }
+    }
+}
+
+/// An error that carries its [`ErrorKind`]; anything else counts as [`ErrorKind::Failed`].
+#[derive(Debug)]
+pub struct Error {
+    kind: ErrorKind,
+    message: String,
+}
+
+impl Error {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Error {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// A usage or input error (exit code 2).
+pub fn usage(message: impl Into<String>) -> anyhow::Error {
+    Error::new(ErrorKind::Usage, message).into()
+}
+
+/// A not-found error (exit code 3).
+pub fn not_found(message: impl Into<String>) -> anyhow::Error {
+    Error::new(ErrorKind::NotFound, message).into()
+}
+
+/// The kind of the first typed error in the chain; untyped errors are failures.
+pub fn kind_of(err: &anyhow::Error) -> ErrorKind {
+    err.chain()
+        .find_map(|cause| cause.downcast_ref::<Error>())
+        .map_or(ErrorKind::Failed, Error::kind)
+}
+
+/// "did you mean `x`?" for the closest candidate, if one is close enough to be a typo.
+pub fn did_you_mean<'a>(
+    given: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .map(|candidate| (strsim::jaro_winkler(given, candidate), candidate))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, candidate)| candidate)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typed_errors_keep_their_kind_through_context() {
+        let err = not_found("no sandbox sb-1").context("showing sandbox");
+        assert_eq!(kind_of(&err), ErrorKind::NotFound);
+        assert_eq!(kind_of(&anyhow::anyhow!("boom")), ErrorKind::Failed);
+    }
+
+    #[test]
+    fn suggestions_only_for_near_misses() {
+        assert_eq!(did_you_mean("ttll", ["id", "ttl", "inputs"]), Some("ttl"));
+        assert_eq!(did_you_mean("zzz", ["id", "ttl", "inputs"]), None);
+    }
+}

@@ -1,0 +1,436 @@
+//! `ext.vm-packer`: VM images built by HashiCorp Packer (build mode); attach mode comes later.
+
+pub mod machine_readable;
+pub mod runner;
+pub mod template;
+
+use std::collections::BTreeSet;
+use std::fs::OpenOptions;
+use std::io::BufWriter;
+use std::os::unix::fs::OpenOptionsExt as _;
+
+use anyhow::Context as _;
+use camino::{Utf8Path, Utf8PathBuf};
+
+use super::{Extension, Host, ProvisionContext, Provisioned, describe_artifact};
+use crate::error::{Error, ErrorKind, usage};
+use crate::inputs::{self, InputSchema, InputSpec, Inputs};
+use crate::progress::Event;
+use crate::record::Record;
+use crate::redact::Redactor;
+use crate::registry::SandboxDirs;
+use template::Template;
+
+/// The `ext.vm-packer` extension.
+#[derive(Debug)]
+pub struct VmPacker;
+
+pub const ID: &str = "ext.vm-packer";
+
+/// Free-form inputs `var.NAME=value` become `-var NAME=value`.
+const VAR_PREFIX: &str = "var.";
+
+static SPECS: [InputSpec; 4] = [
+    InputSpec {
+        name: "mode",
+        required: false,
+        default: Some("build"),
+        allowed: &["build", "attach"],
+        description: "build: run a Packer build and keep its OVA; attach: use an existing VM",
+    },
+    InputSpec {
+        name: "packer_template",
+        required: true,
+        default: None,
+        allowed: &[],
+        description: "template file (*.pkr.hcl, *.pkr.json, legacy *.json) or directory; relative to the current directory",
+    },
+    InputSpec {
+        name: "vm_name",
+        required: true,
+        default: None,
+        allowed: &[],
+        description: "names the VM and its files: letters, digits, `.`, `_`, `-`",
+    },
+    InputSpec {
+        name: "project",
+        required: false,
+        default: None,
+        allowed: &[],
+        description: "the project a build machine is for; passed as -var project=... when the template declares it",
+    },
+];
+
+static SCHEMA: InputSchema = InputSchema {
+    specs: &SPECS,
+    free_form: Some((
+        VAR_PREFIX,
+        "passed to Packer as -var NAME=value (only variables the template declares)",
+    )),
+};
+
+/// Variables sandboxer itself sets when the template declares them.
+const OWNED_VARIABLES: [&str; 2] = ["vm_name", "output_directory"];
+
+impl Extension for VmPacker {
+    fn id(&self) -> &'static str {
+        ID
+    }
+
+    fn summary(&self) -> &'static str {
+        "VM images built by HashiCorp Packer; build mode keeps the OVA after teardown"
+    }
+
+    fn input_schema(&self) -> &'static InputSchema {
+        &SCHEMA
+    }
+
+    fn prepare(&self, inputs: &mut Inputs, host: &Host) -> anyhow::Result<()> {
+        if inputs.get("mode") == Some("attach") {
+            return Err(usage(
+                "ext.vm-packer attach mode is not available yet; use --input mode=build, or a profile in build mode",
+            ));
+        }
+        inputs::require(ID, &SCHEMA, inputs, &["packer_template", "vm_name"])?;
+        for name in ["vm_name", "project"] {
+            if let Some(value) = inputs.get(name) {
+                check_name(name, value)?;
+            }
+        }
+        for (name, _) in inputs.with_prefix(VAR_PREFIX) {
+            if OWNED_VARIABLES.contains(&name) {
+                return Err(usage(format!(
+                    "input `{VAR_PREFIX}{name}` is set by sandboxer itself; use the `{name}` input instead{}",
+                    if name == "output_directory" {
+                        " (sandboxer owns the output directory)"
+                    } else {
+                        ""
+                    }
+                )));
+            }
+        }
+        let template = template::locate(
+            required(inputs, "packer_template")?,
+            &host.cwd,
+            &host.cache_dir,
+        )?;
+        if let Some(declared) = &template.variables {
+            let unknown: Vec<&str> = inputs
+                .with_prefix(VAR_PREFIX)
+                .map(|(name, _)| name)
+                .filter(|name| !declared.contains_key(*name))
+                .collect();
+            if let Some(name) = unknown.first() {
+                let names: Vec<&str> = declared.keys().map(String::as_str).collect();
+                let hint = crate::error::did_you_mean(name, names.iter().copied())
+                    .map(|near| format!("; did you mean `{VAR_PREFIX}{near}`?"))
+                    .unwrap_or_default();
+                return Err(usage(format!(
+                    "input `{VAR_PREFIX}{name}`: template {} declares no variable `{name}`{hint} (declared: {})",
+                    template.path,
+                    if names.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        names.join(", ")
+                    }
+                )));
+            }
+        }
+        for name in template.sensitive_variables() {
+            let input = format!("{VAR_PREFIX}{name}");
+            inputs.mark_sensitive(&input);
+        }
+        runner::find_packer(host.packer.as_deref()).map_err(|err| usage(format!("{err:#}")))?;
+        Ok(())
+    }
+
+    fn provision(&self, ctx: ProvisionContext<'_>) -> anyhow::Result<Provisioned> {
+        let ProvisionContext {
+            inputs,
+            dirs,
+            host,
+            progress,
+            cancel,
+            ..
+        } = ctx;
+        let template = template::locate(
+            required(inputs, "packer_template")?,
+            &host.cwd,
+            &host.cache_dir,
+        )?;
+        let packer = runner::find_packer(host.packer.as_deref())?;
+        for dir in [&dirs.work, &dirs.output] {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {dir}"))?;
+        }
+        let redactor = Redactor::new(inputs.secret_values());
+        let log_file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&dirs.log)
+            .with_context(|| format!("opening log {}", dirs.log))?;
+        let mut log = BufWriter::new(log_file);
+        if let Some(reason) = &template.unread_reason {
+            progress.emit(&Event::Phase {
+                message: format!("could not read the template's variables ({reason}); passing all of them and letting Packer judge"),
+            });
+        }
+
+        if template.requires_plugins && template.format == template::Format::Hcl2 {
+            let capabilities = runner::capabilities(&packer, &host.cache_dir)?;
+            if capabilities.has_init {
+                progress.emit(&Event::Phase {
+                    message: format!("packer init (Packer {})", capabilities.version),
+                });
+                let init = runner::Invocation {
+                    packer: &packer,
+                    args: vec!["init".to_owned(), template.path.to_string()],
+                    workdir: &template.workdir,
+                    tmpdir: &dirs.work,
+                };
+                let outcome = runner::run(&init, &mut log, &redactor, progress, cancel)?;
+                check_cancelled(cancel, &dirs.log)?;
+                if outcome.exit_code != Some(0) {
+                    return Err(packer_failed("packer init", &outcome, &dirs.log));
+                }
+            }
+        }
+        check_cancelled(cancel, &dirs.log)?;
+
+        let args = build_args(&template, inputs, &dirs.output);
+        progress.emit(&Event::Phase {
+            message: format!("packer build {} (log: {})", template.path, dirs.log),
+        });
+        let build = runner::Invocation {
+            packer: &packer,
+            args,
+            workdir: &template.workdir,
+            tmpdir: &dirs.work,
+        };
+        let outcome = runner::run(&build, &mut log, &redactor, progress, cancel)?;
+        check_cancelled(cancel, &dirs.log)?;
+        if outcome.report.cancelled {
+            return Err(Error::new(
+                ErrorKind::Failed,
+                format!(
+                    "packer reports the build was cancelled by someone else (log: {})",
+                    dirs.log
+                ),
+            )
+            .into());
+        }
+        if outcome.exit_code != Some(0) {
+            return Err(packer_failed("packer build", &outcome, &dirs.log));
+        }
+
+        let artifacts = collect_artifacts(
+            &outcome.report.artifact_files,
+            &template.workdir,
+            &dirs.output,
+        )?
+        .iter()
+        .map(|path| describe_artifact(path))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+        if !artifacts.iter().any(|artifact| is_ova(&artifact.path)) {
+            progress.emit(&Event::Phase {
+                message: "the build succeeded but produced no *.ova file".to_owned(),
+            });
+        }
+        Ok(Provisioned { artifacts })
+    }
+
+    fn teardown(&self, record: &mut Record, dirs: &SandboxDirs) -> anyhow::Result<()> {
+        // Keep OVAs: move them out of the sandbox's directory before removing its working files.
+        for artifact in &mut record.artifacts {
+            if !is_ova(&artifact.path) || !artifact.path.starts_with(&dirs.root) {
+                continue;
+            }
+            let kept = dirs
+                .kept_artifacts
+                .join(artifact.path.file_name().unwrap_or("artifact.ova"));
+            if artifact.path.exists() {
+                std::fs::create_dir_all(&dirs.kept_artifacts)
+                    .with_context(|| format!("creating {}", dirs.kept_artifacts))?;
+                std::fs::rename(&artifact.path, &kept)
+                    .with_context(|| format!("moving {} to {kept}", artifact.path))?;
+            }
+            if kept.exists() {
+                artifact.path = kept;
+            }
+        }
+        record.artifacts.retain(|artifact| artifact.path.exists());
+        for dir in [&dirs.work, &dirs.output] {
+            match std::fs::remove_dir_all(dir) {
+                Ok(()) => {}
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                Err(err) => return Err(err).with_context(|| format!("removing {dir}")),
+            }
+        }
+        Ok(())
+    }
+}
+
+fn required<'a>(inputs: &'a Inputs, name: &str) -> anyhow::Result<&'a str> {
+    inputs
+        .get(name)
+        .with_context(|| format!("input `{name}` is missing"))
+}
+
+/// Values that name files and VMs: letters, digits, `.`, `_`, `-`, not starting with `-` or `.`.
+fn check_name(input: &str, value: &str) -> anyhow::Result<()> {
+    let valid = !value.is_empty()
+        && value.len() <= 64
+        && !value.starts_with(['-', '.'])
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+    if valid {
+        Ok(())
+    } else {
+        Err(usage(format!(
+            "input `{input}` = {value:?} is not a valid name: use 1 to 64 letters, digits, `.`, `_` or `-`, not starting with `-` or `.`"
+        )))
+    }
+}
+
+/// `packer build` arguments: flags first (Packer wants the template last), one argv entry per
+/// value, never through a shell.
+fn build_args(template: &Template, inputs: &Inputs, output_dir: &Utf8Path) -> Vec<String> {
+    let mut args = vec![
+        "build".to_owned(),
+        "-machine-readable".to_owned(),
+        "-color=false".to_owned(),
+    ];
+    let mut vars: Vec<(String, String)> = Vec::new();
+    let owned = [
+        ("vm_name", inputs.get("vm_name").map(str::to_owned)),
+        ("output_directory", Some(output_dir.to_string())),
+        ("project", inputs.get("project").map(str::to_owned)),
+    ];
+    for (name, value) in owned {
+        if let Some(value) = value
+            && template.declares(name)
+            && template.variables.is_some()
+        {
+            vars.push((name.to_owned(), value));
+        }
+    }
+    if template.variables.is_none() {
+        // The declarations are unknown: pass what we own and let Packer report what it rejects.
+        vars.push((
+            "vm_name".to_owned(),
+            inputs.get("vm_name").unwrap_or_default().to_owned(),
+        ));
+        vars.push(("output_directory".to_owned(), output_dir.to_string()));
+    }
+    vars.extend(
+        inputs
+            .with_prefix(VAR_PREFIX)
+            .map(|(name, value)| (name.to_owned(), value.to_owned())),
+    );
+    for (name, value) in vars {
+        args.push("-var".to_owned());
+        args.push(format!("{name}={value}"));
+    }
+    args.push(template.path.to_string());
+    args
+}
+
+fn check_cancelled(cancel: &crate::cancel::Cancel, log: &Utf8Path) -> anyhow::Result<()> {
+    match cancel.requested() {
+        None => Ok(()),
+        Some(signal) => {
+            let (kind, name) = if signal == signal_hook::consts::SIGINT {
+                (ErrorKind::Interrupted, "SIGINT")
+            } else {
+                (ErrorKind::Terminated, "SIGTERM")
+            };
+            Err(Error::new(
+                kind,
+                format!("cancelled by {name}; packer stopped its build (log: {log})"),
+            )
+            .into())
+        }
+    }
+}
+
+fn packer_failed(what: &str, outcome: &runner::Outcome, log: &Utf8Path) -> anyhow::Error {
+    let status = match outcome.exit_code {
+        Some(code) => format!("exit code {code}"),
+        None => "killed by a signal".to_owned(),
+    };
+    let mut message = format!("{what} failed ({status})");
+    let lines = outcome.report.failure_lines();
+    if lines.is_empty() {
+        message.push_str(" without saying why");
+    } else {
+        message.push(':');
+        for line in lines {
+            for part in line.lines() {
+                message.push_str("\n  ");
+                message.push_str(part);
+            }
+        }
+    }
+    message.push_str(&format!("\nfull log: {log}"));
+    Error::new(ErrorKind::Failed, message).into()
+}
+
+fn is_ova(path: &Utf8Path) -> bool {
+    path.extension()
+        .is_some_and(|ext| ext.eq_ignore_ascii_case("ova"))
+}
+
+/// Artifact files Packer reported (relative ones resolved from its working directory) plus any
+/// `*.ova` in the output directory; only files that exist (`artifice` lists missing files
+/// without failing), each once.
+fn collect_artifacts(
+    reported: &BTreeSet<Utf8PathBuf>,
+    workdir: &Utf8Path,
+    output_dir: &Utf8Path,
+) -> anyhow::Result<Vec<Utf8PathBuf>> {
+    let mut found = BTreeSet::new();
+    let mut candidates: Vec<Utf8PathBuf> = reported.iter().map(|path| workdir.join(path)).collect();
+    if let Ok(entries) = output_dir.read_dir_utf8() {
+        for entry in entries {
+            let path = entry
+                .with_context(|| format!("reading {output_dir}"))?
+                .into_path();
+            if is_ova(&path) {
+                candidates.push(path);
+            }
+        }
+    }
+    for candidate in candidates {
+        if candidate.is_file()
+            && let Ok(real) = candidate.canonicalize_utf8()
+        {
+            found.insert(real);
+        }
+    }
+    Ok(found.into_iter().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_validated() {
+        for good in ["demo", "web-1.2_x", "A"] {
+            check_name("vm_name", good).unwrap();
+        }
+        for bad in [
+            "",
+            "-rf",
+            ".hidden",
+            "a b",
+            "a/b",
+            "x;y",
+            "é",
+            &"a".repeat(65),
+        ] {
+            assert!(check_name("vm_name", bad).is_err(), "{bad}");
+        }
+    }
+}

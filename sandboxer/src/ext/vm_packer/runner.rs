@@ -1,0 +1,276 @@
+//! Running the `packer` executable: finding it, detecting what it supports, and streaming a run.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::CommandExt as _;
+
+use anyhow::Context as _;
+use camino::{Utf8Path, Utf8PathBuf};
+use serde::{Deserialize, Serialize};
+
+use super::machine_readable::{Notice, Report};
+use crate::cancel::Cancel;
+use crate::progress::{Event, Sink};
+use crate::redact::Redactor;
+
+/// Finds the Packer executable: `explicit` (`$SANDBOXER_PACKER`) or `packer` on `PATH`.
+pub fn find_packer(explicit: Option<&Utf8Path>) -> anyhow::Result<Utf8PathBuf> {
+    if let Some(path) = explicit {
+        anyhow::ensure!(
+            is_executable(path.as_std_path()),
+            "SANDBOXER_PACKER={path} is not an executable file"
+        );
+        return Ok(path.to_owned());
+    }
+    let path_var = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path_var)
+        .map(|dir| dir.join("packer"))
+        .find(|candidate| is_executable(candidate))
+        .and_then(|found| Utf8PathBuf::from_path_buf(found).ok())
+        .context("`packer` not found on PATH; install it (Debian: `apt-get install packer`) or set SANDBOXER_PACKER")
+}
+
+fn is_executable(path: &std::path::Path) -> bool {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::metadata(path)
+        .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+}
+
+/// What an installed Packer can do, detected once per executable and cached.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Capabilities {
+    /// e.g. "1.6.6".
+    pub version: String,
+    /// `packer init` exists from 1.7 on.
+    pub has_init: bool,
+}
+
+/// Detects the capabilities of `packer`, caching them by the executable's path, size and mtime
+/// so the cost of an extra Packer start (~0.1 s) is paid once per installed version.
+pub fn capabilities(packer: &Utf8Path, cache_dir: &Utf8Path) -> anyhow::Result<Capabilities> {
+    let real = packer
+        .canonicalize_utf8()
+        .unwrap_or_else(|_| packer.to_owned());
+    let meta = std::fs::metadata(&real).with_context(|| format!("reading {real}"))?;
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+    let key = format!(
+        "{real}|{}|{}",
+        meta.len(),
+        mtime.map_or(0, |d| d.as_nanos())
+    );
+    let cache_file = cache_dir.join("packer-capabilities.json");
+
+    #[derive(Serialize, Deserialize)]
+    struct Cached {
+        key: String,
+        capabilities: Capabilities,
+    }
+    if let Ok(text) = std::fs::read(&cache_file)
+        && let Ok(cached) = serde_json::from_slice::<Cached>(&text)
+        && cached.key == key
+    {
+        return Ok(cached.capabilities);
+    }
+
+    let output = duct::cmd(packer.as_std_path(), ["version"])
+        .env("CHECKPOINT_DISABLE", "1")
+        .stderr_to_stdout()
+        .stdout_capture()
+        .unchecked()
+        .run()
+        .with_context(|| format!("running `{packer} version`"))?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let version = parse_version(&text)
+        .with_context(|| format!("`{packer} version` printed no version: {text:?}"))?;
+    let capabilities = Capabilities {
+        has_init: version_at_least(&version, (1, 7)),
+        version,
+    };
+    let cached = serde_json::to_vec(&Cached {
+        key,
+        capabilities: capabilities.clone(),
+    })?;
+    // A cache that cannot be written only costs a Packer start next time.
+    let _ = crate::registry::write_atomically(&cache_file, &cached);
+    Ok(capabilities)
+}
+
+/// "Packer v1.6.6" → "1.6.6".
+fn parse_version(text: &str) -> Option<String> {
+    let start = text.find(" v")? + 2;
+    let version: String = text[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
+    (!version.is_empty()).then_some(version)
+}
+
+fn version_at_least(version: &str, (major, minor): (u64, u64)) -> bool {
+    let mut parts = version
+        .split('.')
+        .map(|part| part.parse::<u64>().unwrap_or(0));
+    let found = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    found >= (major, minor)
+}
+
+/// One Packer invocation.
+#[derive(Debug)]
+pub struct Invocation<'a> {
+    pub packer: &'a Utf8Path,
+    pub args: Vec<String>,
+    pub workdir: &'a Utf8Path,
+    /// The run's own `TMPDIR`: Packer leaves temp scripts and plugin sockets behind.
+    pub tmpdir: &'a Utf8Path,
+}
+
+/// How a run ended.
+#[derive(Debug)]
+pub struct Outcome {
+    /// `None` when Packer was killed by a signal.
+    pub exit_code: Option<i32>,
+    pub report: Report,
+}
+
+/// Longest line kept whole; the rest of a longer line is dropped, so memory stays bounded.
+const MAX_LINE: usize = 64 * 1024;
+
+/// Runs Packer in its own process group, streams its output line by line into `log` (redacted),
+/// the report and the progress sink, and returns when it exits.
+pub fn run(
+    invocation: &Invocation<'_>,
+    log: &mut dyn Write,
+    redactor: &Redactor,
+    progress: &mut dyn Sink,
+    cancel: &Cancel,
+) -> anyhow::Result<Outcome> {
+    let shown_args = redactor.redact(&invocation.args.join(" ")).into_owned();
+    writeln!(
+        log,
+        "# sandboxer: running {} {shown_args} (in {})",
+        invocation.packer, invocation.workdir
+    )?;
+    let reader = duct::cmd(invocation.packer.as_std_path(), &invocation.args)
+        .dir(invocation.workdir)
+        .env("CHECKPOINT_DISABLE", "1")
+        .env("TMPDIR", invocation.tmpdir)
+        .stdin_null()
+        .stderr_to_stdout()
+        .unchecked()
+        // Its own process group, so a cancel can reach Packer, its plugins and their children
+        // together: signalling the spawned pid alone is ignored (SIGINT) or orphans the build (SIGKILL).
+        .before_spawn(|command| {
+            command.process_group(0);
+            Ok(())
+        })
+        .reader()
+        .with_context(|| format!("starting {}", invocation.packer))?;
+    let pid = reader
+        .pids()
+        .first()
+        .copied()
+        .context("packer started without a pid")?;
+    cancel.watch_group(pid);
+    progress.emit(&Event::ProcessStarted { pid, pgid: pid });
+
+    let mut report = Report::default();
+    let mut lines = BufReader::new(&reader);
+    let mut buffer = Vec::with_capacity(1024);
+    let streamed: anyhow::Result<()> = (|| {
+        loop {
+            buffer.clear();
+            if read_bounded_line(&mut lines, &mut buffer, MAX_LINE)? == 0 {
+                return Ok(());
+            }
+            let raw = String::from_utf8_lossy(&buffer);
+            let line = redactor.redact(&raw);
+            log.write_all(line.as_bytes())?;
+            if !line.ends_with('\n') {
+                log.write_all(b"\n")?;
+            }
+            match report.observe(&line) {
+                Some(Notice::Output(level, text)) => progress.emit(&Event::Output { level, text }),
+                Some(Notice::Artifact(path)) => progress.emit(&Event::Artifact { path }),
+                None => {}
+            }
+        }
+    })();
+    let status = reader.try_wait();
+    cancel.unwatch_group();
+    streamed.context("reading packer's output")?;
+    log.flush()?;
+    let exit_code = status?
+        .context("packer's output ended but the process had not")?
+        .status
+        .code();
+    progress.emit(&Event::ProcessExited { code: exit_code });
+    Ok(Outcome { exit_code, report })
+}
+
+/// Reads up to and including a newline, keeping at most `max` bytes of it; 0 at end of input.
+fn read_bounded_line(
+    reader: &mut impl BufRead,
+    buffer: &mut Vec<u8>,
+    max: usize,
+) -> std::io::Result<usize> {
+    let mut total = 0;
+    loop {
+        let available = match reader.fill_buf() {
+            Ok(bytes) => bytes,
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(err) => return Err(err),
+        };
+        if available.is_empty() {
+            return Ok(total);
+        }
+        let (chunk, done) = match available.iter().position(|byte| *byte == b'\n') {
+            Some(at) => (&available[..=at], true),
+            None => (available, false),
+        };
+        let room = max.saturating_sub(buffer.len());
+        buffer.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        let used = chunk.len();
+        total += used;
+        reader.consume(used);
+        if done {
+            return Ok(total);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions() {
+        assert_eq!(parse_version("Packer v1.6.6\n").as_deref(), Some("1.6.6"));
+        assert_eq!(
+            parse_version("Packer v1.11.2\n\nYour version is out of date").as_deref(),
+            Some("1.11.2")
+        );
+        assert_eq!(parse_version("nonsense"), None);
+        assert!(!version_at_least("1.6.6", (1, 7)));
+        assert!(version_at_least("1.7.0", (1, 7)));
+        assert!(version_at_least("1.11.2", (1, 7)));
+        assert!(version_at_least("2.0", (1, 7)));
+    }
+
+    #[test]
+    fn long_lines_are_cut_not_buffered_whole() {
+        let input = format!("{}\nnext\n", "x".repeat(100));
+        let mut reader = std::io::BufReader::with_capacity(8, input.as_bytes());
+        let mut buffer = Vec::new();
+        assert_eq!(
+            read_bounded_line(&mut reader, &mut buffer, 10).unwrap(),
+            101
+        );
+        assert_eq!(buffer, b"xxxxxxxxxx");
+        buffer.clear();
+        read_bounded_line(&mut reader, &mut buffer, 10).unwrap();
+        assert_eq!(buffer, b"next\n");
+        buffer.clear();
+        assert_eq!(read_bounded_line(&mut reader, &mut buffer, 10).unwrap(), 0);
+    }
+}

@@ -1,0 +1,18 @@
+//! sandboxer: provision and track build sandboxes.
+//!
+//! The CLI layer (`cli`) parses and prints; everything else decides. See `docs/ARCHITECTURE.md`.
+
+pub mod builtin;
+pub mod cancel;
+pub mod cli;
+pub mod error;
+pub mod ext;
+pub mod inputs;
+pub mod lifecycle;
+pub mod process;
+pub mod profile;
+pub mod progress;
+pub mod record;
+pub mod redact;
+pub mod registry;
+pub mod ttl;

@@ -1,0 +1,447 @@
+//! Profiles: the TOML schema, the search path, the built-in set, and located errors.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use anyhow::Context as _;
+use camino::{Utf8Path, Utf8PathBuf};
+use serde::de::{self, Deserializer, Visitor};
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+use crate::error::{did_you_mean, not_found, usage};
+use crate::ext;
+use crate::inputs::{Layer, Origin};
+use crate::ttl::Ttl;
+
+/// Where a profile was read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    File(Utf8PathBuf),
+    /// Compiled into the binary from the repository's `profiles/` directory.
+    Builtin(&'static str),
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::File(path) => write!(f, "{path}"),
+            Source::Builtin(path) => write!(f, "built-in ({path})"),
+        }
+    }
+}
+
+impl Serialize for Source {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+/// Where a profile's sandbox runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Placement {
+    /// The placement host; `local` is this machine.
+    #[serde(default = "local_host")]
+    pub host: String,
+}
+
+fn local_host() -> String {
+    "local".to_owned()
+}
+
+impl Default for Placement {
+    fn default() -> Self {
+        Placement { host: local_host() }
+    }
+}
+
+/// A validated profile.
+#[derive(Debug, Clone)]
+pub struct Profile {
+    pub id: String,
+    pub description: String,
+    pub extension: String,
+    pub ttl: Ttl,
+    pub placement: Placement,
+    /// Default inputs, each with the file location it came from.
+    pub inputs: Layer,
+    pub sensitive_inputs: Vec<String>,
+    pub source: Source,
+}
+
+/// The file format; `Profile` is what the rest of the program sees.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProfileFile {
+    id: Spanned<String>,
+    description: String,
+    extension: Spanned<String>,
+    ttl: Ttl,
+    #[serde(default)]
+    placement: Placement,
+    #[serde(default)]
+    inputs: BTreeMap<String, Spanned<InputValue>>,
+    #[serde(default)]
+    sensitive_inputs: Vec<Spanned<String>>,
+}
+
+const PROFILE_KEYS: [&str; 7] = [
+    "id",
+    "description",
+    "extension",
+    "ttl",
+    "placement",
+    "inputs",
+    "sensitive_inputs",
+];
+
+/// An input value in TOML: a string, or a number or boolean taken as its text.
+struct InputValue(String);
+
+impl<'de> Deserialize<'de> for InputValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ScalarVisitor;
+        impl Visitor<'_> for ScalarVisitor {
+            type Value = InputValue;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string, number or boolean")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<InputValue, E> {
+                Ok(InputValue(v.to_owned()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<InputValue, E> {
+                Ok(InputValue(v.to_string()))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<InputValue, E> {
+                Ok(InputValue(v.to_string()))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<InputValue, E> {
+                Ok(InputValue(v.to_string()))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<InputValue, E> {
+                Ok(InputValue(v.to_string()))
+            }
+        }
+        deserializer.deserialize_any(ScalarVisitor)
+    }
+}
+
+/// Parses and validates one profile; errors name `display_path:line:column`.
+pub fn parse(text: &str, display_path: &str, source: Source) -> anyhow::Result<Profile> {
+    let at =
+        |span: std::ops::Range<usize>| format!("{display_path}:{}", line_column(text, span.start));
+    let file: ProfileFile = toml::from_str(text).map_err(|err| {
+        let location = err.span().map_or_else(|| display_path.to_owned(), &at);
+        usage(format!("{location}: {}", explain_toml_error(err.message())))
+    })?;
+
+    let id = file.id.get_ref();
+    if id.is_empty()
+        || !id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+    {
+        return Err(usage(format!(
+            "{}: invalid profile id {id:?}: use letters, digits, `.`, `_` and `-`",
+            at(file.id.span())
+        )));
+    }
+
+    let extension_id = file.extension.get_ref();
+    let Some(extension) = ext::find(extension_id) else {
+        let hint = did_you_mean(extension_id, ext::ids())
+            .map(|near| format!("; did you mean `{near}`?"))
+            .unwrap_or_default();
+        return Err(usage(format!(
+            "{}: unknown extension `{extension_id}`{hint} (available: {})",
+            at(file.extension.span()),
+            ext::ids().collect::<Vec<_>>().join(", ")
+        )));
+    };
+
+    let mut inputs = Layer::default();
+    for (name, value) in file.inputs {
+        let origin = Origin::Profile(at(value.span()));
+        inputs.0.push((name, value.into_inner().0, origin));
+    }
+    // Reject unknown inputs now, so `profiles list` and `profiles show` catch them too.
+    crate::inputs::check(extension_id, extension.input_schema(), &inputs)?;
+
+    let schema = extension.input_schema();
+    let mut sensitive_inputs = Vec::new();
+    for name in file.sensitive_inputs {
+        let accepted = schema.spec(name.get_ref()).is_some()
+            || schema
+                .free_form
+                .is_some_and(|(prefix, _)| name.get_ref().starts_with(prefix));
+        if !accepted {
+            return Err(usage(format!(
+                "{}: `sensitive_inputs` names `{}`, which {extension_id} does not accept",
+                at(name.span()),
+                name.get_ref()
+            )));
+        }
+        sensitive_inputs.push(name.into_inner());
+    }
+
+    Ok(Profile {
+        id: file.id.into_inner(),
+        description: file.description,
+        extension: file.extension.into_inner(),
+        ttl: file.ttl,
+        placement: file.placement,
+        inputs,
+        sensitive_inputs,
+        source,
+    })
+}
+
+/// Adds a "did you mean" to serde's unknown-field messages.
+fn explain_toml_error(message: &str) -> String {
+    let message = message.trim_end();
+    let Some(rest) = message.strip_prefix("unknown field `") else {
+        return message.to_owned();
+    };
+    let Some((field, _)) = rest.split_once('`') else {
+        return message.to_owned();
+    };
+    let candidates = PROFILE_KEYS.iter().copied().chain(["host"]);
+    match did_you_mean(field, candidates) {
+        Some(near) => format!("{message}; did you mean `{near}`?"),
+        None => message.to_owned(),
+    }
+}
+
+/// 1-based `line:column` of a byte offset; columns count characters.
+pub fn line_column(text: &str, offset: usize) -> String {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+    format!("{line}:{column}")
+}
+
+/// The directories searched for profiles, in order; the built-in set always comes last.
+#[derive(Debug, Clone, Default)]
+pub struct SearchPath {
+    /// `(directory, must_exist)`: directories the user named must exist; default ones may not.
+    dirs: Vec<(Utf8PathBuf, bool)>,
+}
+
+impl SearchPath {
+    /// `--profiles-dir` dirs, then `$SANDBOXER_PROFILES`, then `./profiles`, then the user config dir.
+    pub fn standard(
+        explicit: &[Utf8PathBuf],
+        env_list: Option<&str>,
+        config_dir: Option<&Utf8Path>,
+    ) -> SearchPath {
+        let mut dirs: Vec<(Utf8PathBuf, bool)> =
+            explicit.iter().map(|dir| (dir.clone(), true)).collect();
+        if let Some(list) = env_list {
+            dirs.extend(
+                list.split(':')
+                    .filter(|dir| !dir.is_empty())
+                    .map(|dir| (dir.into(), true)),
+            );
+        }
+        dirs.push(("profiles".into(), false));
+        if let Some(config_dir) = config_dir {
+            dirs.push((config_dir.join("sandboxer/profiles"), false));
+        }
+        SearchPath { dirs }
+    }
+
+    pub fn dirs(&self) -> impl Iterator<Item = &Utf8Path> {
+        self.dirs.iter().map(|(dir, _)| dir.as_path())
+    }
+}
+
+/// One profile id and every definition of it, winner first.
+#[derive(Debug)]
+pub struct Entry {
+    pub profile: Profile,
+    /// Definitions of the same id further down the search path, which `profile` hides.
+    pub shadowed: Vec<Source>,
+}
+
+/// Every profile visible through a search path.
+#[derive(Debug)]
+pub struct Catalog {
+    entries: BTreeMap<String, Entry>,
+}
+
+impl Catalog {
+    /// Reads every `*.toml` in the search path, then the built-ins; any invalid file is an error.
+    pub fn load(search: &SearchPath) -> anyhow::Result<Catalog> {
+        let mut entries: BTreeMap<String, Entry> = BTreeMap::new();
+        for (dir, must_exist) in &search.dirs {
+            if !dir.is_dir() {
+                if *must_exist {
+                    return Err(usage(format!("profile directory {dir} does not exist")));
+                }
+                continue;
+            }
+            let mut in_this_dir: BTreeMap<String, Utf8PathBuf> = BTreeMap::new();
+            for path in toml_files(dir)? {
+                let text = std::fs::read_to_string(&path)
+                    .with_context(|| format!("reading profile {path}"))?;
+                let profile = parse(&text, path.as_str(), Source::File(path.clone()))?;
+                if let Some(first) = in_this_dir.insert(profile.id.clone(), path.clone()) {
+                    return Err(usage(format!(
+                        "profile `{}` is defined twice in {dir}: {first} and {path}",
+                        profile.id
+                    )));
+                }
+                add(&mut entries, profile);
+            }
+        }
+        for (path, text) in crate::builtin::profiles() {
+            let profile = parse(text, &format!("built-in {path}"), Source::Builtin(path))?;
+            add(&mut entries, profile);
+        }
+        Ok(Catalog { entries })
+    }
+
+    pub fn entries(&self) -> impl Iterator<Item = &Entry> {
+        self.entries.values()
+    }
+
+    /// Finds a profile by id; `NAME` also finds `profile.NAME`.
+    pub fn find(&self, name: &str) -> anyhow::Result<&Entry> {
+        if let Some(entry) = self
+            .entries
+            .get(name)
+            .or_else(|| self.entries.get(&format!("profile.{name}")))
+        {
+            return Ok(entry);
+        }
+        let hint = did_you_mean(name, self.entries.keys().map(String::as_str))
+            .map(|near| format!("; did you mean `{near}`?"))
+            .unwrap_or_default();
+        Err(not_found(format!(
+            "no profile `{name}`{hint} (known: {}; see `sandboxer profiles list`)",
+            self.entries.keys().cloned().collect::<Vec<_>>().join(", ")
+        )))
+    }
+}
+
+fn add(entries: &mut BTreeMap<String, Entry>, profile: Profile) {
+    match entries.get_mut(&profile.id) {
+        Some(entry) => entry.shadowed.push(profile.source),
+        None => {
+            entries.insert(
+                profile.id.clone(),
+                Entry {
+                    profile,
+                    shadowed: Vec::new(),
+                },
+            );
+        }
+    }
+}
+
+fn toml_files(dir: &Utf8Path) -> anyhow::Result<Vec<Utf8PathBuf>> {
+    let mut files = Vec::new();
+    for entry in dir
+        .read_dir_utf8()
+        .with_context(|| format!("reading profile directory {dir}"))?
+    {
+        let entry = entry.with_context(|| format!("reading profile directory {dir}"))?;
+        let path = entry.path();
+        if path.extension() == Some("toml") && path.is_file() {
+            files.push(path.to_owned());
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_text(text: &str) -> anyhow::Result<Profile> {
+        parse(text, "p.toml", Source::File("p.toml".into()))
+    }
+
+    const GOOD: &str = r#"
+id = "profile.t"
+description = "test"
+extension = "ext.vm-packer"
+ttl = "2h"
+
+[inputs]
+mode = "build"
+vm_name = "t"
+"#;
+
+    #[test]
+    fn a_good_profile_parses() {
+        let profile = parse_text(GOOD).unwrap();
+        assert_eq!(profile.id, "profile.t");
+        assert_eq!(profile.placement.host, "local");
+        assert_eq!(profile.ttl.to_string(), "2h");
+        let (_, _, origin) = &profile.inputs.0[0];
+        assert_eq!(origin, &Origin::Profile("p.toml:8:8".into()));
+    }
+
+    #[test]
+    fn unknown_keys_are_located_with_a_suggestion() {
+        let err = parse_text(&GOOD.replace("ttl =", "ttll =")).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.starts_with("p.toml:5:1: unknown field `ttll`"),
+            "{text}"
+        );
+        assert!(text.ends_with("did you mean `ttl`?"), "{text}");
+    }
+
+    #[test]
+    fn bad_ttls_and_types_are_located() {
+        let err = parse_text(&GOOD.replace("\"2h\"", "\"2x\""))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("p.toml:5:7: invalid TTL"), "{err}");
+        let err = parse_text(&GOOD.replace("\"2h\"", "5"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("p.toml:5:7:"), "{err}");
+    }
+
+    #[test]
+    fn unknown_extension_and_input_are_located() {
+        let err = parse_text(&GOOD.replace("ext.vm-packer", "ext.vm-pakcer"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(
+                "p.toml:4:13: unknown extension `ext.vm-pakcer`; did you mean `ext.vm-packer`?"
+            ),
+            "{err}"
+        );
+        let err = parse_text(&GOOD.replace("vm_name =", "vm_nam ="))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("p.toml:9:10: unknown input `vm_nam`; did you mean `vm_name`?"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn line_columns_count_characters() {
+        assert_eq!(line_column("ab\ncdé f", 8), "2:5");
+        assert_eq!(line_column("x", 0), "1:1");
+    }
+
+    #[test]
+    fn every_builtin_profile_is_valid() {
+        let catalog = Catalog::load(&SearchPath::default()).unwrap();
+        let ids: Vec<_> = catalog
+            .entries()
+            .map(|entry| entry.profile.id.as_str())
+            .collect();
+        assert!(ids.contains(&"profile.vm-packer-build"), "{ids:?}");
+        assert!(ids.contains(&"profile.vm-haskell-build"), "{ids:?}");
+    }
+}

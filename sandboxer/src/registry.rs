@@ -1,0 +1,325 @@
+//! The state directory: sandbox ids, records, per-sandbox locks and atomic writes.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write as _;
+use std::os::unix::fs::{
+    DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _,
+};
+
+use anyhow::Context as _;
+use camino::{Utf8Path, Utf8PathBuf};
+use jiff::Timestamp;
+
+use crate::error::{not_found, usage};
+use crate::record::{Record, SCHEMA_VERSION};
+
+/// The state directory (`$SANDBOXER_HOME`, else `$XDG_STATE_HOME/sandboxer`).
+#[derive(Debug, Clone)]
+pub struct Registry {
+    root: Utf8PathBuf,
+}
+
+/// Paths of one sandbox's files.
+#[derive(Debug, Clone)]
+pub struct SandboxDirs {
+    pub root: Utf8PathBuf,
+    pub record: Utf8PathBuf,
+    pub log: Utf8PathBuf,
+    /// Scratch space, the provision's `TMPDIR`; removed on teardown.
+    pub work: Utf8PathBuf,
+    /// What the provision produces (Packer's `output_directory`); removed on teardown.
+    pub output: Utf8PathBuf,
+    /// Artifacts kept after teardown; outside `root` so teardown can remove `root`'s contents.
+    pub kept_artifacts: Utf8PathBuf,
+}
+
+/// An exclusive lock on one sandbox, held while a process changes it; released on drop or death.
+#[derive(Debug)]
+pub struct SandboxLock {
+    _file: File,
+}
+
+/// Records read from disk, plus the sandbox directories that could not be read.
+#[derive(Debug, Default)]
+pub struct Listing {
+    pub records: Vec<Record>,
+    pub unreadable: Vec<(String, anyhow::Error)>,
+}
+
+impl Registry {
+    /// Opens (creating if needed, mode 0700) the state directory at `root`.
+    ///
+    /// Refuses a directory owned by another user or writable by others: records decide what
+    /// gets deleted, so nobody else may be able to plant one.
+    pub fn open(root: &Utf8Path) -> anyhow::Result<Registry> {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(root)
+            .with_context(|| format!("creating state directory {root}"))?;
+        let meta = fs::metadata(root).with_context(|| format!("reading state directory {root}"))?;
+        if meta.uid() != rustix::process::geteuid().as_raw() {
+            return Err(usage(format!(
+                "state directory {root} belongs to another user (uid {}); set SANDBOXER_HOME to a directory of yours",
+                meta.uid()
+            )));
+        }
+        if meta.permissions().mode() & 0o022 != 0 {
+            return Err(usage(format!(
+                "state directory {root} is writable by others (mode {:o}); run `chmod 700 {root}`",
+                meta.permissions().mode() & 0o777
+            )));
+        }
+        for sub in ["sandboxes", "artifacts", "cache"] {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(root.join(sub))
+                .with_context(|| format!("creating {root}/{sub}"))?;
+        }
+        Ok(Registry {
+            root: root.to_owned(),
+        })
+    }
+
+    pub fn root(&self) -> &Utf8Path {
+        &self.root
+    }
+
+    /// Where bundled files and detected tool facts are cached.
+    pub fn cache_dir(&self) -> Utf8PathBuf {
+        self.root.join("cache")
+    }
+
+    pub fn dirs(&self, id: &str) -> SandboxDirs {
+        let root = self.root.join("sandboxes").join(id);
+        SandboxDirs {
+            record: root.join("record.json"),
+            log: root.join("provision.log"),
+            work: root.join("work"),
+            output: root.join("output"),
+            kept_artifacts: self.root.join("artifacts").join(id),
+            root,
+        }
+    }
+
+    /// Allocates a fresh id, creates its directory, takes its lock and writes the first record.
+    ///
+    /// The id is claimed by `mkdir`, which fails if the directory exists, so concurrent processes
+    /// never share one.
+    pub fn create(
+        &self,
+        make_record: impl FnOnce(&str) -> Record,
+    ) -> anyhow::Result<(Record, SandboxLock)> {
+        let sandboxes = self.root.join("sandboxes");
+        let mut attempts = 0;
+        let id = loop {
+            let id = new_id(Timestamp::now());
+            match fs::DirBuilder::new()
+                .mode(0o700)
+                .create(sandboxes.join(&id))
+            {
+                Ok(()) => break id,
+                Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists && attempts < 16 => {
+                    attempts += 1
+                }
+                Err(err) => {
+                    return Err(err)
+                        .with_context(|| format!("creating a sandbox directory in {sandboxes}"));
+                }
+            }
+        };
+        let lock = self.lock(&id)?;
+        let record = make_record(&id);
+        self.write(&record)?;
+        Ok((record, lock))
+    }
+
+    /// Takes the sandbox's lock, waiting for whoever holds it.
+    pub fn lock(&self, id: &str) -> anyhow::Result<SandboxLock> {
+        let file = self.lock_file(id)?;
+        file.lock()
+            .with_context(|| format!("locking sandbox {id}"))?;
+        Ok(SandboxLock { _file: file })
+    }
+
+    /// Takes the sandbox's lock if nobody holds it.
+    pub fn try_lock(&self, id: &str) -> anyhow::Result<Option<SandboxLock>> {
+        let file = self.lock_file(id)?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(SandboxLock { _file: file })),
+            Err(fs::TryLockError::WouldBlock) => Ok(None),
+            Err(fs::TryLockError::Error(err)) => {
+                Err(err).with_context(|| format!("locking sandbox {id}"))
+            }
+        }
+    }
+
+    fn lock_file(&self, id: &str) -> anyhow::Result<File> {
+        let path = self.dirs(id).root.join("lock");
+        OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("opening lock file {path}"))
+    }
+
+    /// Replaces the record on disk atomically, bumping `updated_at`.
+    pub fn save(&self, record: &mut Record) -> anyhow::Result<()> {
+        record.updated_at = Timestamp::now();
+        self.write(record)
+    }
+
+    fn write(&self, record: &Record) -> anyhow::Result<()> {
+        let mut json = serde_json::to_vec_pretty(record)?;
+        json.push(b'\n');
+        write_atomically(&self.dirs(&record.id).record, &json)
+    }
+
+    /// Reads a record by id or unique id prefix.
+    pub fn load(&self, id_or_prefix: &str) -> anyhow::Result<Record> {
+        let id = self.resolve_id(id_or_prefix)?;
+        self.load_exact(&id)
+    }
+
+    fn load_exact(&self, id: &str) -> anyhow::Result<Record> {
+        let path = self.dirs(id).record;
+        let text = fs::read(&path).with_context(|| format!("reading record {path}"))?;
+        let record: Record =
+            serde_json::from_slice(&text).with_context(|| format!("parsing record {path}"))?;
+        anyhow::ensure!(
+            record.schema_version <= SCHEMA_VERSION,
+            "record {path} has schema version {}, newer than this sandboxer understands ({SCHEMA_VERSION}); upgrade sandboxer",
+            record.schema_version
+        );
+        Ok(record)
+    }
+
+    /// Turns a unique prefix into a full id.
+    pub fn resolve_id(&self, id_or_prefix: &str) -> anyhow::Result<String> {
+        if id_or_prefix.is_empty()
+            || !id_or_prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-')
+        {
+            return Err(usage(format!("invalid sandbox id {id_or_prefix:?}")));
+        }
+        let ids = self.ids()?;
+        if ids.iter().any(|id| id == id_or_prefix) {
+            return Ok(id_or_prefix.to_owned());
+        }
+        let matches: Vec<&String> = ids
+            .iter()
+            .filter(|id| id.starts_with(id_or_prefix))
+            .collect();
+        match matches.as_slice() {
+            [one] => Ok((*one).clone()),
+            [] => Err(not_found(format!(
+                "no sandbox `{id_or_prefix}` (see `sandboxer list`)"
+            ))),
+            many => Err(usage(format!(
+                "`{id_or_prefix}` matches {} sandboxes ({}); give more of the id",
+                many.len(),
+                many.iter()
+                    .map(|id| id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))),
+        }
+    }
+
+    /// Sandbox ids in creation order.
+    fn ids(&self) -> anyhow::Result<Vec<String>> {
+        let dir = self.root.join("sandboxes");
+        let mut ids = Vec::new();
+        for entry in dir
+            .read_dir_utf8()
+            .with_context(|| format!("reading {dir}"))?
+        {
+            let entry = entry.with_context(|| format!("reading {dir}"))?;
+            if entry.file_type().is_ok_and(|kind| kind.is_dir()) {
+                ids.push(entry.file_name().to_owned());
+            }
+        }
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// Every record, oldest first. A directory whose record is missing (a create that died
+    /// before its first write) or unreadable is reported, not skipped in silence.
+    pub fn list(&self) -> anyhow::Result<Listing> {
+        let mut listing = Listing::default();
+        for id in self.ids()? {
+            match self.load_exact(&id) {
+                Ok(record) => listing.records.push(record),
+                Err(err) => listing.unreadable.push((id, err)),
+            }
+        }
+        Ok(listing)
+    }
+}
+
+/// Writes `contents` to `path` so that readers see the old file or the new one, never a mix:
+/// temp file in the same directory, fsync, rename, fsync the directory.
+pub fn write_atomically(path: &Utf8Path, contents: &[u8]) -> anyhow::Result<()> {
+    let dir = path.parent().context("a file path has a parent")?;
+    let mut temp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempfile_in(dir)
+        .with_context(|| format!("creating a temporary file in {dir}"))?;
+    temp.write_all(contents)
+        .with_context(|| format!("writing {path}"))?;
+    temp.as_file()
+        .sync_all()
+        .with_context(|| format!("syncing {path}"))?;
+    temp.persist(path)
+        .with_context(|| format!("replacing {path}"))?;
+    File::open(dir)
+        .and_then(|dir| dir.sync_all())
+        .with_context(|| format!("syncing directory {dir}"))?;
+    Ok(())
+}
+
+/// Crockford base32, lower case: no i, l, o, u, so ids read aloud well.
+const ALPHABET: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
+
+/// `sb-` + 9 characters of milliseconds since the epoch + 4 random characters.
+///
+/// Fixed width, so ids sort by creation time as strings; the random part separates ids made in
+/// the same millisecond.
+pub fn new_id(now: Timestamp) -> String {
+    let millis = u64::try_from(now.as_millisecond()).unwrap_or(0);
+    let mut id = String::from("sb-");
+    for shift in (0..9).rev() {
+        id.push(ALPHABET[((millis >> (shift * 5)) & 31) as usize] as char);
+    }
+    for _ in 0..4 {
+        id.push(ALPHABET[fastrand::usize(..32)] as char);
+    }
+    id
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_sort_by_creation_time() {
+        let earlier = new_id(Timestamp::from_millisecond(1_700_000_000_000).unwrap());
+        let later = new_id(Timestamp::from_millisecond(1_700_000_000_001).unwrap());
+        assert!(earlier < later, "{earlier} {later}");
+        assert_eq!(earlier.len(), 16);
+    }
+
+    #[test]
+    fn state_dir_writable_by_others_is_refused() {
+        let temp = tempfile::tempdir().unwrap();
+        let root = Utf8Path::from_path(temp.path()).unwrap().join("state");
+        Registry::open(&root).unwrap();
+        fs::set_permissions(&root, fs::Permissions::from_mode(0o777)).unwrap();
+        let err = Registry::open(&root).unwrap_err().to_string();
+        assert!(err.contains("writable by others"), "{err}");
+    }
+}
