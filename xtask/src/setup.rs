@@ -1,0 +1,51 @@
+//! Installs the system packages the demo and the tests need, only those missing.
+
+use xshell::{Shell, cmd};
+
+/// Why packages are needed; the test suite needs a superset of the demo's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    Demo,
+    Test,
+}
+
+/// `(command that proves the tool is there, Debian package that provides it)`.
+const DEMO_TOOLS: &[(&str, &str)] = &[("packer", "packer"), ("qemu-img", "qemu-utils"), ("tar", "tar")];
+const TEST_TOOLS: &[(&str, &str)] = &[("make", "make"), ("shellcheck", "shellcheck")];
+
+pub fn run(sh: &Shell, purpose: Purpose) -> anyhow::Result<()> {
+    let mut wanted: Vec<(&str, &str)> = DEMO_TOOLS.to_vec();
+    if purpose == Purpose::Test {
+        wanted.extend_from_slice(TEST_TOOLS);
+    }
+    let missing: Vec<&str> = wanted
+        .iter()
+        .filter(|(tool, _)| !on_path(tool))
+        .map(|(_, package)| *package)
+        .collect();
+    if missing.is_empty() {
+        eprintln!("xtask setup: all tools present");
+        return Ok(());
+    }
+    eprintln!("xtask setup: installing {}", missing.join(" "));
+    anyhow::ensure!(
+        is_root(sh),
+        "missing packages {missing:?} and not root: run `sudo apt-get install {}`",
+        missing.join(" ")
+    );
+    let _env = sh.push_env("DEBIAN_FRONTEND", "noninteractive");
+    cmd!(sh, "apt-get update -qq").run()?;
+    cmd!(sh, "apt-get install -y -qq --no-install-recommends {missing...}").run()?;
+    let still_missing: Vec<&str> = wanted.iter().filter(|(tool, _)| !on_path(tool)).map(|(tool, _)| *tool).collect();
+    anyhow::ensure!(still_missing.is_empty(), "still missing after apt-get: {still_missing:?}");
+    Ok(())
+}
+
+fn on_path(tool: &str) -> bool {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path).any(|dir| dir.join(tool).is_file())
+}
+
+fn is_root(sh: &Shell) -> bool {
+    cmd!(sh, "id -u").quiet().read().is_ok_and(|uid| uid.trim() == "0")
+}
