@@ -2,9 +2,11 @@
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::Instant;
 
 use rustix::process::Signal;
 
+use crate::error::{Error, ErrorKind};
 use crate::process;
 
 /// Set once by whoever receives SIGINT/SIGTERM; read by everything else.
@@ -17,6 +19,8 @@ pub struct Cancel {
     signal: AtomicI32,
     /// The running tool's process group, while one runs.
     group: Mutex<Option<u32>>,
+    /// When the first request came, so a stuck tool can be killed after a grace period.
+    requested_at: Mutex<Option<Instant>>,
 }
 
 impl Cancel {
@@ -31,6 +35,12 @@ impl Cancel {
             .signal
             .compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst)
             .is_ok();
+        if first {
+            *self
+                .requested_at
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(Instant::now());
+        }
         let group = *self
             .group
             .lock()
@@ -47,6 +57,14 @@ impl Cancel {
             0 => None,
             signal => Some(signal),
         }
+    }
+
+    /// When the cancel was first requested.
+    pub fn requested_at(&self) -> Option<Instant> {
+        *self
+            .requested_at
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Registers the running tool's process group; if a cancel already came, passes it on now.
@@ -67,4 +85,14 @@ impl Cancel {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = None;
     }
+}
+
+/// The error a cancelled operation returns: exit code 130 for SIGINT, 143 otherwise.
+pub fn cancelled_error(signal: i32, doing: &str) -> anyhow::Error {
+    let (kind, name) = if signal == signal_hook::consts::SIGINT {
+        (ErrorKind::Interrupted, "SIGINT")
+    } else {
+        (ErrorKind::Terminated, "SIGTERM")
+    };
+    Error::new(kind, format!("cancelled by {name} {doing}")).into()
 }

@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use crate::cancel::Cancel;
 use crate::error::kind_of;
-use crate::ext::{self, Host};
+use crate::ext::{self, Host, OnFailure};
 use crate::inputs::{Origin, parse_assignment};
 use crate::lifecycle::{self, Config, CreateRequest, TeardownOutcome};
 use crate::profile::{Catalog, Entry, SearchPath};
@@ -68,12 +68,19 @@ enum Command {
         after_help = "Inputs resolve as: extension defaults < the profile's [inputs] < --input.\n`--input mode=build|attach` overrides the profile's mode.\nOn success the sandbox id is printed on stdout (the record with --json)."
     )]
     Create(CreateArgs),
-    /// List sandboxes
-    List(JsonArg),
+    /// List sandboxes, with the time each has left
+    List(ListArgs),
     /// Show one sandbox's record
     Show(IdArgs),
     /// Tear a sandbox down (build mode keeps its OVA); safe to repeat
     Teardown(IdArgs),
+    /// Push a live sandbox's expiry to DURATION from now
+    Extend(ExtendArgs),
+    /// Tear down every expired sandbox and stop builds whose sandboxer died
+    #[command(
+        after_help = "Expired sandboxes are torn down (build mode keeps its OVA) and marked `expired`.\nA sandbox still provisioning is never reaped mid-build; a later gc reaps it once it finishes."
+    )]
+    Gc(GcArgs),
     /// Inspect profiles
     #[command(subcommand)]
     Profiles(ProfilesCommand),
@@ -90,12 +97,54 @@ struct CreateArgs {
     /// Time to live, overriding the profile's (e.g. 45m, 12h, 2d)
     #[arg(long, value_name = "DURATION")]
     ttl: Option<Ttl>,
+    /// What a failed build leaves: `cleanup` removes working files and keeps the log, `keep`
+    /// keeps everything for debugging [default: the profile's `on_failure`, else cleanup]
+    #[arg(long, value_name = "POLICY")]
+    on_failure: Option<OnFailure>,
+    /// Fail (exit 4) instead of queueing when the placement host is at `max_concurrent`
+    #[arg(long)]
+    no_wait: bool,
+    /// After Ctrl-C or SIGTERM, how long the build may take to cancel before it is killed
+    #[arg(long, value_name = "DURATION", default_value = "30s")]
+    cancel_timeout: Ttl,
     /// Print the final record (or an error object) as JSON on stdout
     #[arg(long)]
     json: bool,
     /// Do not show the provision's progress on stderr
     #[arg(long, short)]
     quiet: bool,
+}
+
+#[derive(Debug, Args)]
+struct ListArgs {
+    /// Only sandboxes past their TTL that are not torn down yet
+    #[arg(long)]
+    expired: bool,
+    /// Print JSON on stdout
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct ExtendArgs {
+    /// Sandbox id, or a unique prefix of one
+    id: String,
+    /// New time to live, counted from now (e.g. 4h); never shortens the current one
+    #[arg(long, value_name = "DURATION")]
+    ttl: Ttl,
+    /// Print the updated record as JSON on stdout
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct GcArgs {
+    /// Only say what would be done
+    #[arg(long)]
+    dry_run: bool,
+    /// Print the actions as JSON on stdout
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -137,6 +186,8 @@ impl Command {
             Command::Create(args) => args.json,
             Command::List(args) => args.json,
             Command::Show(args) | Command::Teardown(args) => args.json,
+            Command::Extend(args) => args.json,
+            Command::Gc(args) => args.json,
             Command::Profiles(ProfilesCommand::List(args)) => args.json,
             Command::Profiles(ProfilesCommand::Show(args)) => args.json,
         }
@@ -176,8 +227,14 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
 fn run(cli: Cli) -> anyhow::Result<()> {
     let search = search_path(&cli.global)?;
     match cli.command {
-        Command::Create(args) => create(config(&cli.global, search)?, args),
-        Command::List(args) => list(&config(&cli.global, search)?, args.json),
+        Command::Create(args) => {
+            let mut config = config(&cli.global, search)?;
+            config.host.cancel_timeout = args.cancel_timeout.as_duration().unsigned_abs();
+            create(config, args)
+        }
+        Command::List(args) => list(&config(&cli.global, search)?, &args),
+        Command::Extend(args) => extend(&config(&cli.global, search)?, &args),
+        Command::Gc(args) => gc(&config(&cli.global, search)?, &args),
         Command::Show(args) => show(&config(&cli.global, search)?, &args),
         Command::Teardown(args) => teardown(&config(&cli.global, search)?, &args),
         Command::Profiles(ProfilesCommand::List(args)) => profiles_list(&search, args.json),
@@ -221,6 +278,7 @@ fn config(global: &GlobalArgs, search: SearchPath) -> anyhow::Result<Config> {
             cwd,
             cache_dir: registry.cache_dir(),
             packer: env_path("SANDBOXER_PACKER"),
+            cancel_timeout: std::time::Duration::from_secs(30),
         },
         registry,
         search,
@@ -239,6 +297,8 @@ fn create(config: Config, args: CreateArgs) -> anyhow::Result<()> {
         profile: args.profile,
         inputs: args.inputs,
         ttl: args.ttl,
+        on_failure: args.on_failure,
+        no_wait: args.no_wait,
     };
     let cancel = Arc::new(Cancel::new());
     // Installed before anything is spawned, so no signal can slip past us to a half-started build.
@@ -288,8 +348,9 @@ fn describe_ready(record: &Record) -> String {
     text
 }
 
-fn list(config: &Config, json: bool) -> anyhow::Result<()> {
-    let listing = config.registry.list()?;
+fn list(config: &Config, args: &ListArgs) -> anyhow::Result<()> {
+    let json = args.json;
+    let listing = lifecycle::list(config, args.expired)?;
     for (id, err) in &listing.unreadable {
         let _ = writeln!(std::io::stderr(), "warning: sandbox {id}: {err:#}");
     }
@@ -299,7 +360,12 @@ fn list(config: &Config, json: bool) -> anyhow::Result<()> {
     if listing.records.is_empty() {
         let _ = writeln!(
             std::io::stderr(),
-            "no sandboxes in {}",
+            "no {} in {}",
+            if args.expired {
+                "expired sandboxes"
+            } else {
+                "sandboxes"
+            },
             config.registry.root()
         );
         return Ok(());
@@ -388,7 +454,22 @@ fn show(config: &Config, args: &IdArgs) -> anyhow::Result<()> {
         )
     };
     field("expires", format!("{}{left}", record.expires_at));
-    field("placement", record.placement.host.clone());
+    let slot = record
+        .placement
+        .slot
+        .map(|slot| format!(" (slot {slot})"))
+        .unwrap_or_default();
+    field("placement", format!("{}{slot}", record.placement.host));
+    if let Some(owner) = record
+        .owner
+        .as_ref()
+        .filter(|_| record.state.is_in_progress())
+    {
+        field(
+            "owner",
+            format!("sandboxer pid {} on {}", owner.pid, owner.hostname),
+        );
+    }
     if let Some(log) = &record.log {
         field("log", log.to_string());
     }
@@ -429,6 +510,50 @@ fn teardown(config: &Config, args: &IdArgs) -> anyhow::Result<()> {
     if args.json {
         print_json(&record)?;
     }
+    Ok(())
+}
+
+fn extend(config: &Config, args: &ExtendArgs) -> anyhow::Result<()> {
+    let record = lifecycle::extend(config, &args.id, args.ttl)?;
+    let left = human_remaining(record.expires_at.duration_since(Timestamp::now()));
+    let _ = writeln!(
+        std::io::stderr(),
+        "sandbox {} now expires at {} (in {left})",
+        record.id,
+        record.expires_at
+    );
+    if args.json {
+        print_json(&record)?;
+    }
+    Ok(())
+}
+
+fn gc(config: &Config, args: &GcArgs) -> anyhow::Result<()> {
+    let actions = lifecycle::gc(config, args.dry_run)?;
+    let failed = actions
+        .iter()
+        .filter(|action| action.action == "error")
+        .count();
+    if args.json {
+        print_json(&actions)?;
+    } else {
+        let mut stderr = std::io::stderr().lock();
+        let verb = if args.dry_run { "would " } else { "" };
+        for action in &actions {
+            let _ = writeln!(
+                stderr,
+                "{}: {verb}{}: {}",
+                action.id, action.action, action.detail
+            );
+        }
+        if actions.is_empty() {
+            let _ = writeln!(stderr, "nothing to collect");
+        }
+    }
+    anyhow::ensure!(
+        failed == 0,
+        "gc could not collect {failed} sandbox(es); see above"
+    );
     Ok(())
 }
 

@@ -9,6 +9,7 @@ pub mod error;
 pub mod ext;
 pub mod inputs;
 pub mod lifecycle;
+pub mod placement;
 pub mod process;
 pub mod profile;
 pub mod progress;

@@ -1,18 +1,22 @@
-//! Sandbox lifecycle: create (resolve, allocate, provision, record) and teardown.
+//! Sandbox lifecycle: create, teardown, extend, gc, and noticing sandboxes whose owner died.
+
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use jiff::Timestamp;
+use serde::Serialize;
 
 use crate::cancel::Cancel;
-use crate::error::{ErrorKind, kind_of, usage};
-use crate::ext::{self, Extension, Host, ProvisionContext};
+use crate::error::{Error, ErrorKind, kind_of, usage};
+use crate::ext::{self, Extension, Host, OnFailure, ProvisionContext};
 use crate::inputs::{self, Inputs, Layer, Origin};
+use crate::placement;
+use crate::process;
 use crate::profile::{Catalog, Profile, SearchPath};
 use crate::progress::{Event, FanOut, Sink};
 use crate::record::{Owner, Placement, Record, SCHEMA_VERSION, State};
-use crate::registry::Registry;
+use crate::registry::{Listing, Registry};
 use crate::ttl::Ttl;
-use crate::{process, record};
 
 /// Everything a command needs to know about where things are; built once by the CLI.
 #[derive(Debug, Clone)]
@@ -29,6 +33,10 @@ pub struct CreateRequest {
     /// `--input key=value`, in order; later ones win.
     pub inputs: Vec<(String, String)>,
     pub ttl: Option<Ttl>,
+    /// Overrides the profile's `on_failure`.
+    pub on_failure: Option<OnFailure>,
+    /// Fail with [`ErrorKind::PlacementFull`] instead of queueing for a placement slot.
+    pub no_wait: bool,
 }
 
 /// A profile with its inputs resolved and checked by its extension: everything `create` needs
@@ -78,8 +86,9 @@ pub fn plan(config: &Config, request: &CreateRequest) -> anyhow::Result<Plan> {
     })
 }
 
-/// Creates and provisions a sandbox. The record is written before provisioning starts and
-/// after it ends, whatever the outcome; on failure the error names the sandbox.
+/// Creates and provisions a sandbox: plan, (queue for a placement slot), allocate, provision,
+/// record. The record is written before provisioning starts and after it ends, whatever the
+/// outcome; on failure the error names the sandbox.
 pub fn create(
     config: &Config,
     request: &CreateRequest,
@@ -88,12 +97,24 @@ pub fn create(
 ) -> anyhow::Result<Record> {
     let plan = plan(config, request)?;
     let registry = &config.registry;
+    let placement_host = placement::Host::new(
+        registry.root(),
+        &plan.profile.placement.host,
+        plan.profile.placement.max_concurrent.map(|max| max.get()),
+    );
+    // With --no-wait, a full host is refused before anything is recorded.
+    let mut slot = if request.no_wait {
+        Some(placement_host.try_acquire()?)
+    } else {
+        None
+    };
+
     let now = Timestamp::now();
     let ttl = request.ttl.unwrap_or(plan.profile.ttl);
     let expires_at = now
         .checked_add(ttl.as_duration())
         .map_err(|_| usage(format!("TTL {ttl} reaches past the end of time")))?;
-    let (mut record, _lock) = registry.create(|id| Record {
+    let (record, _owner_lock) = registry.create(|id| Record {
         schema_version: SCHEMA_VERSION,
         id: id.to_owned(),
         profile: plan.profile.id.clone(),
@@ -114,67 +135,92 @@ pub fn create(
         artifacts: Vec::new(),
         log: None,
     })?;
-    let dirs = registry.dirs(&record.id);
+    let id = record.id.clone();
+    let dirs = registry.dirs(&id);
     progress.emit(&Event::Phase {
-        message: format!(
-            "sandbox {} ({}, {} mode) provisioning",
-            record.id, plan.profile.id, record.mode
-        ),
+        message: format!("sandbox {id} ({}, {} mode)", plan.profile.id, record.mode),
     });
 
-    record.state = State::Provisioning;
-    record.log = Some(dirs.log.clone());
-    registry.save(&mut record)?;
+    let outcome = (|| {
+        let slot = match slot.take() {
+            Some(slot) => slot,
+            None => placement_host.acquire(cancel, |place| {
+                let message = if place == 1 {
+                    format!(
+                        "waiting for a free placement slot on `{}` (next in line)",
+                        plan.profile.placement.host
+                    )
+                } else {
+                    format!(
+                        "waiting for a placement slot on `{}`: place {place} in the queue",
+                        plan.profile.placement.host
+                    )
+                };
+                progress.emit(&Event::Phase { message });
+            })?,
+        };
+        registry.update(&id, |record| {
+            record.state = State::Provisioning;
+            record.placement.slot = slot.index;
+            record.log = Some(dirs.log.clone());
+        })?;
+        progress.emit(&Event::Phase {
+            message: format!("provisioning on `{}`", plan.profile.placement.host),
+        });
+        let mut recorder = Recorder {
+            registry,
+            id: &id,
+            error: None,
+        };
+        let provisioned = {
+            let mut sinks = FanOut::new().with(&mut recorder).with(progress);
+            plan.extension.provision(ProvisionContext {
+                sandbox_id: &id,
+                inputs: &plan.inputs,
+                dirs: &dirs,
+                placement_host: &plan.profile.placement.host,
+                on_failure: request.on_failure.unwrap_or(plan.profile.on_failure),
+                host: &config.host,
+                progress: &mut sinks,
+                cancel,
+            })
+        };
+        drop(slot);
+        provisioned.map(|provisioned| (provisioned, recorder.error))
+    })();
 
-    let mut recorder = Recorder {
-        registry,
-        record: &mut record,
-        error: None,
-    };
-    let outcome = {
-        let mut sinks = FanOut::new().with(&mut recorder).with(progress);
-        plan.extension.provision(ProvisionContext {
-            sandbox_id: &dirs.root.file_name().unwrap_or_default().to_owned(),
-            inputs: &plan.inputs,
-            dirs: &dirs,
-            placement_host: &plan.profile.placement.host,
-            host: &config.host,
-            progress: &mut sinks,
-            cancel,
-        })
-    };
-    let recorder_error = recorder.error.take();
-
-    record.owner = None;
     match outcome {
-        Ok(provisioned) => {
-            record.state = State::Ready;
-            record.artifacts = provisioned.artifacts;
-            registry.save(&mut record)?;
+        Ok((provisioned, recorder_error)) => {
+            let record = registry.update(&id, |record| {
+                record.state = State::Ready;
+                record.artifacts = provisioned.artifacts;
+                record.owner = None;
+            })?;
             if let Some(err) = recorder_error {
                 return Err(err.context(format!(
-                    "sandbox {} is ready, but its record may be stale",
-                    record.id
+                    "sandbox {id} is ready, but its record missed an update"
                 )));
             }
             Ok(record)
         }
         Err(err) => {
-            record.state = match kind_of(&err) {
+            let state = match kind_of(&err) {
                 ErrorKind::Interrupted | ErrorKind::Terminated => State::Cancelled,
                 _ => State::Failed,
             };
-            record.state_reason = Some(
-                format!("{err:#}")
-                    .lines()
-                    .next()
-                    .unwrap_or("failed")
-                    .to_owned(),
-            );
+            let reason = format!("{err:#}")
+                .lines()
+                .next()
+                .unwrap_or("failed")
+                .to_owned();
             registry
-                .save(&mut record)
-                .with_context(|| format!("recording the failure of sandbox {}", record.id))?;
-            Err(err.context(format!("sandbox {} {}", record.id, record.state)))
+                .update(&id, |record| {
+                    record.state = state;
+                    record.state_reason = Some(reason);
+                    record.owner = None;
+                })
+                .with_context(|| format!("recording the failure of sandbox {id}"))?;
+            Err(err.context(format!("sandbox {id} {state}")))
         }
     }
 }
@@ -190,35 +236,97 @@ fn owner() -> Owner {
     }
 }
 
-/// Writes the running tool's process group into the record, so another process can find it.
+/// Writes the running tool's process group into the record, so another process can find it
+/// (and stop it) if this one dies.
 struct Recorder<'a> {
     registry: &'a Registry,
-    record: &'a mut Record,
+    id: &'a str,
     error: Option<anyhow::Error>,
 }
 
 impl Sink for Recorder<'_> {
     fn emit(&mut self, event: &Event) {
-        let Some(owner) = self.record.owner.as_mut() else {
-            return;
-        };
-        match event {
-            Event::ProcessStarted { pgid, .. } => {
-                owner.pgid = Some(*pgid);
-                owner.pgid_start_time = process::start_time(*pgid);
-            }
-            Event::ProcessExited { .. } => {
-                owner.pgid = None;
-                owner.pgid_start_time = None;
-            }
+        let (pgid, started) = match event {
+            Event::ProcessStarted { pgid, .. } => (Some(*pgid), process::start_time(*pgid)),
+            Event::ProcessExited { .. } => (None, None),
             _ => return,
-        }
-        if let Err(err) = self.registry.save(self.record)
+        };
+        let updated = self.registry.update(self.id, |record| {
+            if let Some(owner) = record.owner.as_mut() {
+                owner.pgid = pgid;
+                owner.pgid_start_time = started;
+            }
+        });
+        if let Err(err) = updated
             && self.error.is_none()
         {
             self.error = Some(err);
         }
     }
+}
+
+/// The reason recorded for a sandbox whose owning process died mid-provision.
+pub const ORPHANED: &str = "orphaned";
+
+/// Notices a sandbox whose owner died (its owner lock is free while the record says a process
+/// works on it) and records it as failed, "orphaned". Everything that reads records goes
+/// through here, so nobody ever shows a dead build as still running.
+pub fn reconcile(registry: &Registry, record: Record) -> anyhow::Result<Record> {
+    if !record.state.is_in_progress() {
+        return Ok(record);
+    }
+    let Some(_lock) = registry.try_lock(&record.id)? else {
+        return Ok(record); // its owner is alive and holds the lock
+    };
+    let owner = record
+        .owner
+        .as_ref()
+        .map(|owner| {
+            format!(
+                ": sandboxer (pid {} on {}) died while the sandbox was {}",
+                owner.pid, owner.hostname, record.state
+            )
+        })
+        .unwrap_or_default();
+    let reason = format!("{ORPHANED}{owner}");
+    registry.update(&record.id, |record| {
+        if record.state.is_in_progress() {
+            record.state = State::Failed;
+            record.state_reason = Some(reason);
+        }
+    })
+}
+
+/// Every record, reconciled; with `expired_only`, just the live ones past their TTL.
+pub fn list(config: &Config, expired_only: bool) -> anyhow::Result<Listing> {
+    let listing = config.registry.list()?;
+    let now = Timestamp::now();
+    let mut reconciled = Listing {
+        records: Vec::new(),
+        unreadable: listing.unreadable,
+    };
+    for record in listing.records {
+        let id = record.id.clone();
+        match reconcile(&config.registry, record) {
+            Ok(record) if !expired_only || is_expired(&record, now) => {
+                reconciled.records.push(record)
+            }
+            Ok(_) => {}
+            Err(err) => reconciled.unreadable.push((id, err)),
+        }
+    }
+    Ok(reconciled)
+}
+
+/// Whether a sandbox is past its TTL and not yet torn down.
+pub fn is_expired(record: &Record, now: Timestamp) -> bool {
+    !record.state.is_gone() && record.expires_at <= now
+}
+
+/// Reads one sandbox's record, reconciled.
+pub fn show(config: &Config, id_or_prefix: &str) -> anyhow::Result<Record> {
+    let record = config.registry.load(id_or_prefix)?;
+    reconcile(&config.registry, record)
 }
 
 /// What a teardown did.
@@ -229,54 +337,232 @@ pub enum TeardownOutcome {
     AlreadyGone(Record),
 }
 
-/// Tears a sandbox down, keeping what its extension keeps. Idempotent.
+/// Tears a sandbox down, keeping what its extension keeps. Idempotent; stops an orphaned
+/// build's process group first.
 pub fn teardown(config: &Config, id_or_prefix: &str) -> anyhow::Result<TeardownOutcome> {
+    let id = config.registry.resolve_id(id_or_prefix)?;
+    teardown_as(config, &id, State::TornDown, None)
+}
+
+fn teardown_as(
+    config: &Config,
+    id: &str,
+    final_state: State,
+    reason: Option<String>,
+) -> anyhow::Result<TeardownOutcome> {
     let registry = &config.registry;
-    let id = registry.resolve_id(id_or_prefix)?;
-    let lock = match registry.try_lock(&id)? {
+    let lock = match registry.try_lock(id)? {
         Some(lock) => lock,
         None => {
-            let record = registry.load(&id)?;
+            let record = registry.load(id)?;
             if record.state.is_in_progress() {
-                let by = record
-                    .owner
-                    .as_ref()
-                    .map(|owner| format!(" by pid {} on {}", owner.pid, owner.hostname))
-                    .unwrap_or_default();
-                return Err(crate::error::Error::new(
-                    ErrorKind::Failed,
-                    format!(
-                        "sandbox {id} is still {}{by}; cancel that first (Ctrl-C in its terminal, or kill -INT its pid)",
-                        record.state
-                    ),
-                )
-                .into());
+                return Err(busy(&record));
             }
-            // Another teardown holds it; it will be quick.
-            registry.lock(&id)?
+            // Another teardown (or gc) holds it; it will be quick.
+            registry.lock(id)?
         }
     };
-    let mut record = registry.load(&id)?;
+    let record = reconcile(registry, registry.load(id)?)?;
     if record.state.is_gone() {
         return Ok(TeardownOutcome::AlreadyGone(record));
     }
+    stop_orphaned_build(registry, &record)?;
     let extension = ext::find(&record.extension).with_context(|| {
         format!(
             "sandbox {id} was made by unknown extension {}",
             record.extension
         )
     })?;
+    let dirs = registry.dirs(id);
+    let mut torn = record.clone();
     extension
-        .teardown(&mut record, &registry.dirs(&id))
+        .teardown(&mut torn, &dirs)
         .with_context(|| format!("tearing down sandbox {id}"))?;
-    record.state = State::TornDown;
-    record.owner = None;
-    registry.save(&mut record)?;
+    let record = registry.update(id, |record| {
+        record.state = final_state;
+        if reason.is_some() {
+            record.state_reason = reason;
+        }
+        record.owner = None;
+        record.artifacts = torn.artifacts;
+    })?;
     drop(lock);
     Ok(TeardownOutcome::TornDown(record))
 }
 
-/// Reads one sandbox's record.
-pub fn show(config: &Config, id_or_prefix: &str) -> anyhow::Result<record::Record> {
-    config.registry.load(id_or_prefix)
+fn busy(record: &Record) -> anyhow::Error {
+    let by = record
+        .owner
+        .as_ref()
+        .map(|owner| format!(" by sandboxer pid {} on {}", owner.pid, owner.hostname))
+        .unwrap_or_default();
+    Error::new(
+        ErrorKind::Failed,
+        format!(
+            "sandbox {} is still {}{by}; cancel that first (Ctrl-C in its terminal, or kill -INT its pid)",
+            record.id, record.state
+        ),
+    )
+    .into()
+}
+
+/// How long an orphaned Packer gets to cancel its build cleanly before its group is killed.
+const ORPHAN_CANCEL_GRACE: Duration = Duration::from_secs(10);
+
+/// Stops the process group an orphaned build left running, if it still runs; clears it from
+/// the record. Called with the owner lock held.
+///
+/// The group is signalled only if it is provably the recorded one: its leader has the recorded
+/// start time, or its leader is gone but the group lives on (Linux never hands out a pid that
+/// is still in use as a process-group id, so the group cannot have been reused).
+fn stop_orphaned_build(registry: &Registry, record: &Record) -> anyhow::Result<bool> {
+    let Some(owner) = &record.owner else {
+        return Ok(false);
+    };
+    let Some(pgid) = owner.pgid else {
+        return Ok(false);
+    };
+    if owner.hostname != process::hostname() {
+        return Ok(false);
+    }
+    let leader_alive = owner
+        .pgid_start_time
+        .is_some_and(|started| process::is_alive(pgid, started));
+    let leader_reused = !leader_alive && process::start_time(pgid).is_some();
+    let mut stopped = false;
+    if !leader_reused && process::group_exists(pgid) {
+        let _ = process::signal_group(pgid, rustix::process::Signal::INT);
+        let deadline = Instant::now() + ORPHAN_CANCEL_GRACE;
+        while process::group_exists(pgid) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        process::signal_group(pgid, rustix::process::Signal::KILL)
+            .with_context(|| format!("killing process group {pgid}"))?;
+        stopped = true;
+    }
+    registry.update(&record.id, |record| {
+        if let Some(owner) = record.owner.as_mut() {
+            owner.pgid = None;
+            owner.pgid_start_time = None;
+        }
+    })?;
+    Ok(stopped)
+}
+
+/// Pushes a live sandbox's expiry to `ttl` from now (never earlier than it already is).
+pub fn extend(config: &Config, id_or_prefix: &str, ttl: Ttl) -> anyhow::Result<Record> {
+    let registry = &config.registry;
+    let record = reconcile(registry, registry.load(id_or_prefix)?)?;
+    if record.state.is_gone() {
+        return Err(Error::new(
+            ErrorKind::Failed,
+            format!(
+                "sandbox {} is {}; there is nothing left to extend",
+                record.id, record.state
+            ),
+        )
+        .into());
+    }
+    let wanted = Timestamp::now()
+        .checked_add(ttl.as_duration())
+        .map_err(|_| usage(format!("TTL {ttl} reaches past the end of time")))?;
+    registry.update(&record.id, |record| {
+        record.expires_at = record.expires_at.max(wanted);
+    })
+}
+
+/// One thing `gc` did (or, with `--dry-run`, would do).
+#[derive(Debug, Clone, Serialize)]
+pub struct GcAction {
+    pub id: String,
+    /// `expire`, `stop-orphaned-build`, `skip-provisioning`, `remove-stale-allocation`, or `error`.
+    pub action: &'static str,
+    pub detail: String,
+}
+
+/// Tears down every expired sandbox (marking it `expired`), stops the process groups of
+/// orphaned builds, and skips sandboxes still provisioning (they are reaped by a later gc
+/// once they finish).
+pub fn gc(config: &Config, dry_run: bool) -> anyhow::Result<Vec<GcAction>> {
+    let registry = &config.registry;
+    let now = Timestamp::now();
+    let mut actions = Vec::new();
+    for record in list(config, false)?.records {
+        let id = record.id.clone();
+        let orphan_running = record
+            .owner
+            .as_ref()
+            .is_some_and(|owner| owner.pgid.is_some() && !record.state.is_in_progress());
+        if record.state.is_in_progress() {
+            if is_expired(&record, now) {
+                actions.push(GcAction {
+                    id,
+                    action: "skip-provisioning",
+                    detail: format!(
+                        "expired but still {}; reaped once it finishes",
+                        record.state
+                    ),
+                });
+            }
+            continue;
+        }
+        if orphan_running && !is_expired(&record, now) {
+            let mut detail = "stopping the process group its dead owner left running".to_owned();
+            if !dry_run {
+                let Some(lock) = registry.try_lock(&id)? else {
+                    continue;
+                };
+                let record = registry.load(&id)?;
+                match stop_orphaned_build(registry, &record) {
+                    Ok(true) => {}
+                    Ok(false) => detail = "its process group had already ended".to_owned(),
+                    Err(err) => detail = format!("{err:#}"),
+                }
+                drop(lock);
+            }
+            actions.push(GcAction {
+                id,
+                action: "stop-orphaned-build",
+                detail,
+            });
+            continue;
+        }
+        if !is_expired(&record, now) {
+            continue;
+        }
+        let detail = format!("expired at {} ({})", record.expires_at, record.state);
+        if dry_run {
+            actions.push(GcAction {
+                id,
+                action: "expire",
+                detail,
+            });
+            continue;
+        }
+        let reason = Some(format!("TTL ended at {}", record.expires_at));
+        match teardown_as(config, &id, State::Expired, reason) {
+            Ok(TeardownOutcome::TornDown(_)) => actions.push(GcAction {
+                id,
+                action: "expire",
+                detail,
+            }),
+            Ok(TeardownOutcome::AlreadyGone(_)) => {}
+            Err(err) => actions.push(GcAction {
+                id,
+                action: "error",
+                detail: format!("{err:#}"),
+            }),
+        }
+    }
+    for staging in registry.stale_allocations()? {
+        if !dry_run {
+            registry.remove_stale_allocation(&staging)?;
+        }
+        actions.push(GcAction {
+            id: staging,
+            action: "remove-stale-allocation",
+            detail: "a create died before publishing this sandbox".to_owned(),
+        });
+    }
+    Ok(actions)
 }

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::num::NonZeroU32;
 
 use anyhow::Context as _;
 use camino::{Utf8Path, Utf8PathBuf};
@@ -10,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use crate::error::{did_you_mean, not_found, usage};
-use crate::ext;
+use crate::ext::{self, OnFailure};
 use crate::inputs::{Layer, Origin};
 use crate::ttl::Ttl;
 
@@ -38,12 +39,21 @@ impl Serialize for Source {
 }
 
 /// Where a profile's sandbox runs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Placement {
     /// The placement host; `local` is this machine.
-    #[serde(default = "local_host")]
     pub host: String,
+    /// At most this many provisions at once on `host`, across processes; no limit when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_concurrent: Option<NonZeroU32>,
+}
+
+/// `[placement]` as written.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct PlacementFile {
+    host: Option<Spanned<String>>,
+    max_concurrent: Option<NonZeroU32>,
 }
 
 fn local_host() -> String {
@@ -52,7 +62,10 @@ fn local_host() -> String {
 
 impl Default for Placement {
     fn default() -> Self {
-        Placement { host: local_host() }
+        Placement {
+            host: local_host(),
+            max_concurrent: None,
+        }
     }
 }
 
@@ -67,6 +80,7 @@ pub struct Profile {
     /// Default inputs, each with the file location it came from.
     pub inputs: Layer,
     pub sensitive_inputs: Vec<String>,
+    pub on_failure: OnFailure,
     pub source: Source,
 }
 
@@ -79,14 +93,18 @@ struct ProfileFile {
     extension: Spanned<String>,
     ttl: Ttl,
     #[serde(default)]
-    placement: Placement,
+    placement: PlacementFile,
     #[serde(default)]
     inputs: BTreeMap<String, Spanned<InputValue>>,
     #[serde(default)]
     sensitive_inputs: Vec<Spanned<String>>,
+    #[serde(default)]
+    on_failure: OnFailure,
 }
 
-const PROFILE_KEYS: [&str; 7] = [
+const PROFILE_KEYS: [&str; 9] = [
+    "on_failure",
+    "max_concurrent",
     "id",
     "description",
     "extension",
@@ -148,6 +166,31 @@ pub fn parse(text: &str, display_path: &str, source: Source) -> anyhow::Result<P
         )));
     }
 
+    let placement = match file.placement.host {
+        None => Placement {
+            host: local_host(),
+            max_concurrent: file.placement.max_concurrent,
+        },
+        Some(host) => {
+            let name = host.get_ref();
+            let valid = !name.is_empty()
+                && !name.starts_with(['-', '.'])
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+            if !valid {
+                return Err(usage(format!(
+                    "{}: invalid placement host {name:?}: use letters, digits, `.`, `_` and `-`",
+                    at(host.span())
+                )));
+            }
+            Placement {
+                host: host.into_inner(),
+                max_concurrent: file.placement.max_concurrent,
+            }
+        }
+    };
+
     let extension_id = file.extension.get_ref();
     let Some(extension) = ext::find(extension_id) else {
         let hint = did_you_mean(extension_id, ext::ids())
@@ -190,9 +233,10 @@ pub fn parse(text: &str, display_path: &str, source: Source) -> anyhow::Result<P
         description: file.description,
         extension: file.extension.into_inner(),
         ttl: file.ttl,
-        placement: file.placement,
+        placement,
         inputs,
         sensitive_inputs,
+        on_failure: file.on_failure,
         source,
     })
 }

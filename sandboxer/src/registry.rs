@@ -103,49 +103,79 @@ impl Registry {
         }
     }
 
-    /// Allocates a fresh id, creates its directory, takes its lock and writes the first record.
+    /// Allocates a fresh id and publishes its directory with the first record and the owner
+    /// lock already in place.
     ///
-    /// The id is claimed by `mkdir`, which fails if the directory exists, so concurrent processes
-    /// never share one.
+    /// The directory is prepared under a hidden staging name and renamed into place with
+    /// `RENAME_NOREPLACE`, so a reader never sees a sandbox without a record, and two processes
+    /// never share an id.
     pub fn create(
         &self,
-        make_record: impl FnOnce(&str) -> Record,
+        make_record: impl Fn(&str) -> Record,
     ) -> anyhow::Result<(Record, SandboxLock)> {
         let sandboxes = self.root.join("sandboxes");
-        let mut attempts = 0;
-        let id = loop {
+        for _ in 0..16 {
             let id = new_id(Timestamp::now());
-            match fs::DirBuilder::new()
+            let staging = sandboxes.join(format!(".new-{id}"));
+            fs::DirBuilder::new()
                 .mode(0o700)
-                .create(sandboxes.join(&id))
-            {
-                Ok(()) => break id,
-                Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists && attempts < 16 => {
-                    attempts += 1
+                .create(&staging)
+                .with_context(|| format!("creating {staging}"))?;
+            let lock = lock_exclusive(&staging.join("lock"))?;
+            let record = make_record(&id);
+            let mut json = serde_json::to_vec_pretty(&record)?;
+            json.push(b'\n');
+            write_atomically(&staging.join("record.json"), &json)?;
+            let published = rustix::fs::renameat_with(
+                rustix::fs::CWD,
+                staging.as_std_path(),
+                rustix::fs::CWD,
+                sandboxes.join(&id).as_std_path(),
+                rustix::fs::RenameFlags::NOREPLACE,
+            );
+            match published {
+                Ok(()) => {
+                    sync_dir(&sandboxes)?;
+                    return Ok((record, lock));
+                }
+                Err(rustix::io::Errno::EXIST) => {
+                    // Same millisecond and same random suffix as another sandbox: try another id.
+                    drop(lock);
+                    let _ = fs::remove_dir_all(&staging);
                 }
                 Err(err) => {
-                    return Err(err)
-                        .with_context(|| format!("creating a sandbox directory in {sandboxes}"));
+                    let _ = fs::remove_dir_all(&staging);
+                    return Err(std::io::Error::from(err))
+                        .with_context(|| format!("publishing sandbox {id}"));
                 }
             }
-        };
-        let lock = self.lock(&id)?;
-        let record = make_record(&id);
-        self.write(&record)?;
-        Ok((record, lock))
+        }
+        anyhow::bail!("could not allocate a unique sandbox id in {sandboxes}")
     }
 
-    /// Takes the sandbox's lock, waiting for whoever holds it.
+    /// Takes the sandbox's owner lock, waiting for whoever holds it.
+    ///
+    /// The owner lock is held for as long as a process works on the sandbox (a whole build);
+    /// the OS releases it when that process dies, which is how others tell a dead owner.
     pub fn lock(&self, id: &str) -> anyhow::Result<SandboxLock> {
-        let file = self.lock_file(id)?;
-        file.lock()
-            .with_context(|| format!("locking sandbox {id}"))?;
-        Ok(SandboxLock { _file: file })
+        lock_exclusive(&self.dirs(id).root.join("lock"))
+    }
+
+    /// Changes a record: read, apply `change`, write, all under the record's write lock, so that
+    /// concurrent changes to different fields (a build finishing, an `extend`) are never lost.
+    /// Returns the record as written.
+    pub fn update(&self, id: &str, change: impl FnOnce(&mut Record)) -> anyhow::Result<Record> {
+        let _guard = lock_exclusive(&self.dirs(id).root.join("record.lock"))?;
+        let mut record = self.load_exact(id)?;
+        change(&mut record);
+        record.updated_at = Timestamp::now();
+        self.write(&record)?;
+        Ok(record)
     }
 
     /// Takes the sandbox's lock if nobody holds it.
     pub fn try_lock(&self, id: &str) -> anyhow::Result<Option<SandboxLock>> {
-        let file = self.lock_file(id)?;
+        let file = open_lock_file(&self.dirs(id).root.join("lock"))?;
         match file.try_lock() {
             Ok(()) => Ok(Some(SandboxLock { _file: file })),
             Err(fs::TryLockError::WouldBlock) => Ok(None),
@@ -153,23 +183,6 @@ impl Registry {
                 Err(err).with_context(|| format!("locking sandbox {id}"))
             }
         }
-    }
-
-    fn lock_file(&self, id: &str) -> anyhow::Result<File> {
-        let path = self.dirs(id).root.join("lock");
-        OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .open(&path)
-            .with_context(|| format!("opening lock file {path}"))
-    }
-
-    /// Replaces the record on disk atomically, bumping `updated_at`.
-    pub fn save(&self, record: &mut Record) -> anyhow::Result<()> {
-        record.updated_at = Timestamp::now();
-        self.write(record)
     }
 
     fn write(&self, record: &Record) -> anyhow::Result<()> {
@@ -239,7 +252,10 @@ impl Registry {
             .with_context(|| format!("reading {dir}"))?
         {
             let entry = entry.with_context(|| format!("reading {dir}"))?;
-            if entry.file_type().is_ok_and(|kind| kind.is_dir()) {
+            // Hidden names are sandboxes still being published.
+            if entry.file_type().is_ok_and(|kind| kind.is_dir())
+                && !entry.file_name().starts_with('.')
+            {
                 ids.push(entry.file_name().to_owned());
             }
         }
@@ -261,6 +277,40 @@ impl Registry {
     }
 }
 
+impl Registry {
+    /// Hidden `.new-<id>` directories whose creator died before publishing them.
+    pub fn stale_allocations(&self) -> anyhow::Result<Vec<String>> {
+        let dir = self.root.join("sandboxes");
+        let mut stale = Vec::new();
+        for entry in dir
+            .read_dir_utf8()
+            .with_context(|| format!("reading {dir}"))?
+        {
+            let entry = entry.with_context(|| format!("reading {dir}"))?;
+            let name = entry.file_name();
+            if !name.starts_with(".new-") {
+                continue;
+            }
+            let lock = open_lock_file(&entry.path().join("lock"))?;
+            if lock.try_lock().is_ok() {
+                stale.push(name.to_owned());
+            }
+        }
+        stale.sort();
+        Ok(stale)
+    }
+
+    /// Removes one of [`Registry::stale_allocations`].
+    pub fn remove_stale_allocation(&self, name: &str) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            name.starts_with(".new-") && !name.contains('/'),
+            "not a staging directory: {name}"
+        );
+        let path = self.root.join("sandboxes").join(name);
+        fs::remove_dir_all(&path).with_context(|| format!("removing {path}"))
+    }
+}
+
 /// Writes `contents` to `path` so that readers see the old file or the new one, never a mix:
 /// temp file in the same directory, fsync, rename, fsync the directory.
 pub fn write_atomically(path: &Utf8Path, contents: &[u8]) -> anyhow::Result<()> {
@@ -276,10 +326,29 @@ pub fn write_atomically(path: &Utf8Path, contents: &[u8]) -> anyhow::Result<()> 
         .with_context(|| format!("syncing {path}"))?;
     temp.persist(path)
         .with_context(|| format!("replacing {path}"))?;
+    sync_dir(dir)
+}
+
+fn sync_dir(dir: &Utf8Path) -> anyhow::Result<()> {
     File::open(dir)
         .and_then(|dir| dir.sync_all())
-        .with_context(|| format!("syncing directory {dir}"))?;
-    Ok(())
+        .with_context(|| format!("syncing directory {dir}"))
+}
+
+fn lock_exclusive(path: &Utf8Path) -> anyhow::Result<SandboxLock> {
+    let file = open_lock_file(path)?;
+    file.lock().with_context(|| format!("locking {path}"))?;
+    Ok(SandboxLock { _file: file })
+}
+
+fn open_lock_file(path: &Utf8Path) -> anyhow::Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("opening lock file {path}"))
 }
 
 /// Crockford base32, lower case: no i, l, o, u, so ids read aloud well.

@@ -19,6 +19,8 @@ pub struct Host {
     pub cache_dir: Utf8PathBuf,
     /// An explicit Packer executable (`$SANDBOXER_PACKER`); otherwise `packer` on PATH.
     pub packer: Option<Utf8PathBuf>,
+    /// How long a cancelled tool may take to clean up before it is killed.
+    pub cancel_timeout: std::time::Duration,
 }
 
 /// What a provision gets to work with.
@@ -27,11 +29,35 @@ pub struct ProvisionContext<'a> {
     pub inputs: &'a Inputs,
     pub dirs: &'a SandboxDirs,
     pub placement_host: &'a str,
+    pub on_failure: OnFailure,
     pub host: &'a Host,
     /// Where to report progress; extensions never print.
     pub progress: &'a mut dyn Sink,
     /// Polled between steps; a running tool is signalled through it directly.
     pub cancel: &'a Cancel,
+}
+
+/// What a failed (or cancelled) provision leaves behind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnFailure {
+    /// Remove working files, keep the log.
+    #[default]
+    Cleanup,
+    /// Keep everything for debugging, until the TTL or a teardown.
+    Keep,
+}
+
+impl std::str::FromStr for OnFailure {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "cleanup" => Ok(OnFailure::Cleanup),
+            "keep" => Ok(OnFailure::Keep),
+            other => Err(format!("expected `cleanup` or `keep`, not {other:?}")),
+        }
+    }
 }
 
 /// What a successful provision produced.

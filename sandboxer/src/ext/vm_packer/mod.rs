@@ -12,7 +12,7 @@ use std::os::unix::fs::OpenOptionsExt as _;
 use anyhow::Context as _;
 use camino::{Utf8Path, Utf8PathBuf};
 
-use super::{Extension, Host, ProvisionContext, Provisioned, describe_artifact};
+use super::{Extension, Host, OnFailure, ProvisionContext, Provisioned, describe_artifact};
 use crate::error::{Error, ErrorKind, usage};
 use crate::inputs::{self, InputSchema, InputSpec, Inputs};
 use crate::progress::Event;
@@ -70,7 +70,7 @@ static SCHEMA: InputSchema = InputSchema {
 };
 
 /// Variables sandboxer itself sets when the template declares them.
-const OWNED_VARIABLES: [&str; 2] = ["vm_name", "output_directory"];
+const OWNED_VARIABLES: [&str; 3] = ["vm_name", "output_directory", "placement_host"];
 
 impl Extension for VmPacker {
     fn id(&self) -> &'static str {
@@ -145,98 +145,18 @@ impl Extension for VmPacker {
     }
 
     fn provision(&self, ctx: ProvisionContext<'_>) -> anyhow::Result<Provisioned> {
-        let ProvisionContext {
-            inputs,
-            dirs,
-            host,
-            progress,
-            cancel,
-            ..
-        } = ctx;
-        let template = template::locate(
-            required(inputs, "packer_template")?,
-            &host.cwd,
-            &host.cache_dir,
-        )?;
-        let packer = runner::find_packer(host.packer.as_deref())?;
-        for dir in [&dirs.work, &dirs.output] {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {dir}"))?;
-        }
-        let redactor = Redactor::new(inputs.secret_values());
-        let log_file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(&dirs.log)
-            .with_context(|| format!("opening log {}", dirs.log))?;
-        let mut log = BufWriter::new(log_file);
-        if let Some(reason) = &template.unread_reason {
-            progress.emit(&Event::Phase {
-                message: format!("could not read the template's variables ({reason}); passing all of them and letting Packer judge"),
-            });
-        }
-
-        if template.requires_plugins && template.format == template::Format::Hcl2 {
-            let capabilities = runner::capabilities(&packer, &host.cache_dir)?;
-            if capabilities.has_init {
-                progress.emit(&Event::Phase {
-                    message: format!("packer init (Packer {})", capabilities.version),
-                });
-                let init = runner::Invocation {
-                    packer: &packer,
-                    args: vec!["init".to_owned(), template.path.to_string()],
-                    workdir: &template.workdir,
-                    tmpdir: &dirs.work,
-                };
-                let outcome = runner::run(&init, &mut log, &redactor, progress, cancel)?;
-                check_cancelled(cancel, &dirs.log)?;
-                if outcome.exit_code != Some(0) {
-                    return Err(packer_failed("packer init", &outcome, &dirs.log));
+        let on_failure = ctx.on_failure;
+        let dirs = ctx.dirs;
+        let built = build(ctx);
+        if built.is_err() && on_failure == OnFailure::Cleanup {
+            // The log stays: it is the only account of what went wrong.
+            for dir in [&dirs.work, &dirs.output] {
+                if let Err(err) = remove_dir_if_present(dir) {
+                    return built.context(format!("also failed to clean up: {err:#}"));
                 }
             }
         }
-        check_cancelled(cancel, &dirs.log)?;
-
-        let args = build_args(&template, inputs, &dirs.output);
-        progress.emit(&Event::Phase {
-            message: format!("packer build {} (log: {})", template.path, dirs.log),
-        });
-        let build = runner::Invocation {
-            packer: &packer,
-            args,
-            workdir: &template.workdir,
-            tmpdir: &dirs.work,
-        };
-        let outcome = runner::run(&build, &mut log, &redactor, progress, cancel)?;
-        check_cancelled(cancel, &dirs.log)?;
-        if outcome.report.cancelled {
-            return Err(Error::new(
-                ErrorKind::Failed,
-                format!(
-                    "packer reports the build was cancelled by someone else (log: {})",
-                    dirs.log
-                ),
-            )
-            .into());
-        }
-        if outcome.exit_code != Some(0) {
-            return Err(packer_failed("packer build", &outcome, &dirs.log));
-        }
-
-        let artifacts = collect_artifacts(
-            &outcome.report.artifact_files,
-            &template.workdir,
-            &dirs.output,
-        )?
-        .iter()
-        .map(|path| describe_artifact(path))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-        if !artifacts.iter().any(|artifact| is_ova(&artifact.path)) {
-            progress.emit(&Event::Phase {
-                message: "the build succeeded but produced no *.ova file".to_owned(),
-            });
-        }
-        Ok(Provisioned { artifacts })
+        built
     }
 
     fn teardown(&self, record: &mut Record, dirs: &SandboxDirs) -> anyhow::Result<()> {
@@ -260,14 +180,118 @@ impl Extension for VmPacker {
         }
         record.artifacts.retain(|artifact| artifact.path.exists());
         for dir in [&dirs.work, &dirs.output] {
-            match std::fs::remove_dir_all(dir) {
-                Ok(()) => {}
-                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-                Err(err) => return Err(err).with_context(|| format!("removing {dir}")),
-            }
+            remove_dir_if_present(dir)?;
         }
         Ok(())
     }
+}
+
+fn remove_dir_if_present(dir: &Utf8Path) -> anyhow::Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(err) => Err(err).with_context(|| format!("removing {dir}")),
+    }
+}
+
+/// A Packer build, from locating the template to hashing the artifacts.
+fn build(ctx: ProvisionContext<'_>) -> anyhow::Result<Provisioned> {
+    let ProvisionContext {
+        inputs,
+        dirs,
+        host,
+        progress,
+        cancel,
+        placement_host,
+        on_failure,
+        ..
+    } = ctx;
+    let template = template::locate(
+        required(inputs, "packer_template")?,
+        &host.cwd,
+        &host.cache_dir,
+    )?;
+    let packer = runner::find_packer(host.packer.as_deref())?;
+    for dir in [&dirs.work, &dirs.output] {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {dir}"))?;
+    }
+    let redactor = Redactor::new(inputs.secret_values());
+    let log_file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(&dirs.log)
+        .with_context(|| format!("opening log {}", dirs.log))?;
+    let mut log = BufWriter::new(log_file);
+    if let Some(reason) = &template.unread_reason {
+        progress.emit(&Event::Phase {
+                message: format!("could not read the template's variables ({reason}); passing all of them and letting Packer judge"),
+            });
+    }
+
+    if template.requires_plugins && template.format == template::Format::Hcl2 {
+        let capabilities = runner::capabilities(&packer, &host.cache_dir)?;
+        if capabilities.has_init {
+            progress.emit(&Event::Phase {
+                message: format!("packer init (Packer {})", capabilities.version),
+            });
+            let init = runner::Invocation {
+                packer: &packer,
+                args: vec!["init".to_owned(), template.path.to_string()],
+                workdir: &template.workdir,
+                tmpdir: &dirs.work,
+                cancel_timeout: host.cancel_timeout,
+            };
+            let outcome = runner::run(&init, &mut log, &redactor, progress, cancel)?;
+            check_cancelled(cancel, &dirs.log)?;
+            if outcome.exit_code != Some(0) {
+                return Err(packer_failed("packer init", &outcome, &dirs.log));
+            }
+        }
+    }
+    check_cancelled(cancel, &dirs.log)?;
+
+    let args = build_args(&template, inputs, &dirs.output, placement_host, on_failure);
+    progress.emit(&Event::Phase {
+        message: format!("packer build {} (log: {})", template.path, dirs.log),
+    });
+    let build = runner::Invocation {
+        packer: &packer,
+        args,
+        workdir: &template.workdir,
+        tmpdir: &dirs.work,
+        cancel_timeout: host.cancel_timeout,
+    };
+    let outcome = runner::run(&build, &mut log, &redactor, progress, cancel)?;
+    check_cancelled(cancel, &dirs.log)?;
+    if outcome.report.cancelled {
+        return Err(Error::new(
+            ErrorKind::Failed,
+            format!(
+                "packer reports the build was cancelled by someone else (log: {})",
+                dirs.log
+            ),
+        )
+        .into());
+    }
+    if outcome.exit_code != Some(0) {
+        return Err(packer_failed("packer build", &outcome, &dirs.log));
+    }
+
+    let artifacts = collect_artifacts(
+        &outcome.report.artifact_files,
+        &template.workdir,
+        &dirs.output,
+    )?
+    .iter()
+    .map(|path| describe_artifact(path))
+    .collect::<anyhow::Result<Vec<_>>>()?;
+    if !artifacts.iter().any(|artifact| is_ova(&artifact.path)) {
+        progress.emit(&Event::Phase {
+            message: "the build succeeded but produced no *.ova file".to_owned(),
+        });
+    }
+    Ok(Provisioned { artifacts })
 }
 
 fn required<'a>(inputs: &'a Inputs, name: &str) -> anyhow::Result<&'a str> {
@@ -295,17 +319,30 @@ fn check_name(input: &str, value: &str) -> anyhow::Result<()> {
 
 /// `packer build` arguments: flags first (Packer wants the template last), one argv entry per
 /// value, never through a shell.
-fn build_args(template: &Template, inputs: &Inputs, output_dir: &Utf8Path) -> Vec<String> {
+fn build_args(
+    template: &Template,
+    inputs: &Inputs,
+    output_dir: &Utf8Path,
+    placement_host: &str,
+    on_failure: OnFailure,
+) -> Vec<String> {
     let mut args = vec![
         "build".to_owned(),
         "-machine-readable".to_owned(),
         "-color=false".to_owned(),
+        // Packer's own reading of the same policy: `abort` leaves its resources for debugging.
+        match on_failure {
+            OnFailure::Cleanup => "-on-error=cleanup",
+            OnFailure::Keep => "-on-error=abort",
+        }
+        .to_owned(),
     ];
     let mut vars: Vec<(String, String)> = Vec::new();
     let owned = [
         ("vm_name", inputs.get("vm_name").map(str::to_owned)),
         ("output_directory", Some(output_dir.to_string())),
         ("project", inputs.get("project").map(str::to_owned)),
+        ("placement_host", Some(placement_host.to_owned())),
     ];
     for (name, value) in owned {
         if let Some(value) = value
@@ -339,18 +376,10 @@ fn build_args(template: &Template, inputs: &Inputs, output_dir: &Utf8Path) -> Ve
 fn check_cancelled(cancel: &crate::cancel::Cancel, log: &Utf8Path) -> anyhow::Result<()> {
     match cancel.requested() {
         None => Ok(()),
-        Some(signal) => {
-            let (kind, name) = if signal == signal_hook::consts::SIGINT {
-                (ErrorKind::Interrupted, "SIGINT")
-            } else {
-                (ErrorKind::Terminated, "SIGTERM")
-            };
-            Err(Error::new(
-                kind,
-                format!("cancelled by {name}; packer stopped its build (log: {log})"),
-            )
-            .into())
-        }
+        Some(signal) => Err(crate::cancel::cancelled_error(
+            signal,
+            &format!("(packer was asked to stop its build; log: {log})"),
+        )),
     }
 }
 

@@ -2,6 +2,8 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::CommandExt as _;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use camino::{Utf8Path, Utf8PathBuf};
@@ -9,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::machine_readable::{Notice, Report};
 use crate::cancel::Cancel;
+use crate::process;
 use crate::progress::{Event, Sink};
 use crate::redact::Redactor;
 
@@ -123,6 +126,8 @@ pub struct Invocation<'a> {
     pub workdir: &'a Utf8Path,
     /// The run's own `TMPDIR`: Packer leaves temp scripts and plugin sockets behind.
     pub tmpdir: &'a Utf8Path,
+    /// How long a cancelled Packer may take to clean up before its group is killed.
+    pub cancel_timeout: Duration,
 }
 
 /// How a run ended.
@@ -171,33 +176,31 @@ pub fn run(
         .first()
         .copied()
         .context("packer started without a pid")?;
+    let leader_started = process::start_time(pid);
     cancel.watch_group(pid);
     progress.emit(&Event::ProcessStarted { pid, pgid: pid });
 
     let mut report = Report::default();
-    let mut lines = BufReader::new(&reader);
-    let mut buffer = Vec::with_capacity(1024);
-    let streamed: anyhow::Result<()> = (|| {
-        loop {
-            buffer.clear();
-            if read_bounded_line(&mut lines, &mut buffer, MAX_LINE)? == 0 {
-                return Ok(());
-            }
-            let raw = String::from_utf8_lossy(&buffer);
-            let line = redactor.redact(&raw);
-            log.write_all(line.as_bytes())?;
-            if !line.ends_with('\n') {
-                log.write_all(b"\n")?;
-            }
-            match report.observe(&line) {
-                Some(Notice::Output(level, text)) => progress.emit(&Event::Output { level, text }),
-                Some(Notice::Artifact(path)) => progress.emit(&Event::Artifact { path }),
-                None => {}
-            }
-        }
-    })();
-    let status = reader.try_wait();
+    let finished = AtomicBool::new(false);
+    let streamed: anyhow::Result<()> = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            watch_group(
+                pid,
+                leader_started,
+                &finished,
+                cancel,
+                invocation.cancel_timeout,
+            )
+        });
+        let result = stream(&reader, log, redactor, progress, &mut report);
+        finished.store(true, Ordering::SeqCst);
+        result
+    });
     cancel.unwatch_group();
+    // Packer has exited (its output ended). Whatever it left in its group (a plugin, a
+    // provisioner's background child) must not outlive the build.
+    let _ = process::signal_group(pid, rustix::process::Signal::KILL);
+    let status = reader.try_wait();
     streamed.context("reading packer's output")?;
     log.flush()?;
     let exit_code = status?
@@ -206,6 +209,65 @@ pub fn run(
         .code();
     progress.emit(&Event::ProcessExited { code: exit_code });
     Ok(Outcome { exit_code, report })
+}
+
+fn stream(
+    reader: &duct::ReaderHandle,
+    log: &mut dyn Write,
+    redactor: &Redactor,
+    progress: &mut dyn Sink,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let mut lines = BufReader::new(reader);
+    let mut buffer = Vec::with_capacity(1024);
+    loop {
+        buffer.clear();
+        if read_bounded_line(&mut lines, &mut buffer, MAX_LINE)? == 0 {
+            return Ok(());
+        }
+        let raw = String::from_utf8_lossy(&buffer);
+        let line = redactor.redact(&raw);
+        log.write_all(line.as_bytes())?;
+        if !line.ends_with('\n') {
+            log.write_all(b"\n")?;
+        }
+        match report.observe(&line) {
+            Some(Notice::Output(level, text)) => progress.emit(&Event::Output { level, text }),
+            Some(Notice::Artifact(path)) => progress.emit(&Event::Artifact { path }),
+            None => {}
+        }
+    }
+}
+
+/// How long processes left in the group may keep Packer's output open after Packer exited.
+const STRAGGLER_GRACE: Duration = Duration::from_secs(2);
+
+/// Runs beside the reader until it finishes: kills the group when a cancelled Packer takes longer
+/// than `cancel_timeout`, or when Packer exited but leftovers keep its output open (the reader
+/// would otherwise wait for them forever).
+fn watch_group(
+    pgid: u32,
+    leader_started: Option<u64>,
+    finished: &AtomicBool,
+    cancel: &Cancel,
+    cancel_timeout: Duration,
+) {
+    let mut leader_gone_at: Option<Instant> = None;
+    while !finished.load(Ordering::SeqCst) {
+        let cancel_overdue = cancel
+            .requested_at()
+            .is_some_and(|at| at.elapsed() >= cancel_timeout);
+        if leader_gone_at.is_none()
+            && !leader_started.is_some_and(|started| process::is_alive(pgid, started))
+        {
+            leader_gone_at = Some(Instant::now());
+        }
+        let stragglers_overdue = leader_gone_at.is_some_and(|at| at.elapsed() >= STRAGGLER_GRACE);
+        if cancel_overdue || stragglers_overdue {
+            let _ = process::signal_group(pgid, rustix::process::Signal::KILL);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Reads up to and including a newline, keeping at most `max` bytes of it; 0 at end of input.
