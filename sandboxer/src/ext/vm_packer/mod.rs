@@ -6,7 +6,7 @@ pub mod template;
 
 use std::collections::BTreeSet;
 use std::fs::OpenOptions;
-use std::io::BufWriter;
+use std::io::LineWriter;
 use std::os::unix::fs::OpenOptionsExt as _;
 
 use anyhow::Context as _;
@@ -222,7 +222,8 @@ fn build(ctx: ProvisionContext<'_>) -> anyhow::Result<Provisioned> {
         .mode(0o600)
         .open(&dirs.log)
         .with_context(|| format!("opening log {}", dirs.log))?;
-    let mut log = BufWriter::new(log_file);
+    // Line-buffered, so `tail -f` on the log follows the build as it runs.
+    let mut log = LineWriter::new(log_file);
     if let Some(reason) = &template.unread_reason {
         progress.emit(&Event::Phase {
                 message: format!("could not read the template's variables ({reason}); passing all of them and letting Packer judge"),

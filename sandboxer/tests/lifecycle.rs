@@ -1,0 +1,575 @@
+//! Lifecycle under pressure, with the real Packer and real signals: TTL and gc, placement
+//! limits, cancellation, failure policy, crash recovery and concurrent use of one state dir.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Run, Sandboxer, fixtures, processes_in_group, require_tool, signal, wait_until};
+
+fn template(name: &str) -> String {
+    fixtures()
+        .join("templates")
+        .join(name)
+        .join(format!("{name}.pkr.hcl"))
+        .display()
+        .to_string()
+}
+
+/// A profile for the sleeping template on placement host `hv1`.
+fn sleep_profile(max_concurrent: Option<u32>, seconds: u32) -> String {
+    let limit = max_concurrent
+        .map(|max| format!("max_concurrent = {max}\n"))
+        .unwrap_or_default();
+    format!(
+        r#"id = "profile.sleep"
+description = "a build that sleeps"
+extension = "ext.vm-packer"
+ttl = "1h"
+
+[placement]
+host = "hv1"
+{limit}
+[inputs]
+packer_template = "{}"
+vm_name = "sleeper"
+"var.seconds" = "{seconds}"
+"#,
+        template("sleep")
+    )
+}
+
+fn quick_args(vm_name: &str) -> Vec<String> {
+    [
+        "create",
+        "--profile",
+        "vm-packer-build",
+        "--quiet",
+        "--json",
+        "-i",
+    ]
+    .iter()
+    .map(|arg| arg.to_string())
+    .chain([
+        format!("packer_template={}", template("quick")),
+        "-i".to_owned(),
+        format!("vm_name={vm_name}"),
+    ])
+    .collect()
+}
+
+fn setup() -> Sandboxer {
+    require_tool("packer");
+    require_tool("qemu-img");
+    Sandboxer::new()
+}
+
+fn args(owned: &[String]) -> Vec<&str> {
+    owned.iter().map(String::as_str).collect()
+}
+
+#[test]
+fn gc_expires_sandboxes_past_their_ttl_and_keeps_the_ova() {
+    let sandboxer = setup();
+    let created = sandboxer
+        .run(&[
+            "create",
+            "--profile",
+            "profile.vm-packer-build",
+            "--ttl",
+            "1s",
+            "--json",
+            "-q",
+        ])
+        .success()
+        .json();
+    let id = created["id"].as_str().unwrap().to_owned();
+    let keeper = sandboxer
+        .run(&[
+            "create",
+            "--profile",
+            "profile.vm-packer-build",
+            "-i",
+            "vm_name=keeper",
+            "-q",
+        ])
+        .success();
+    let keeper_id = keeper.stdout.trim().to_owned();
+
+    wait_until(Duration::from_secs(5), "the TTL to pass", || {
+        let expired = sandboxer
+            .run(&["list", "--expired", "--json"])
+            .success()
+            .json();
+        (expired.as_array().unwrap().len() == 1).then_some(())
+    });
+    let expired = sandboxer
+        .run(&["list", "--expired", "--json"])
+        .success()
+        .json();
+    assert_eq!(expired[0]["id"], id.as_str());
+
+    let dry = sandboxer
+        .run(&["gc", "--dry-run", "--json"])
+        .success()
+        .json();
+    assert_eq!(
+        dry,
+        serde_json::json!([{"id": id, "action": "expire", "detail": dry[0]["detail"]}])
+    );
+    assert_eq!(
+        sandboxer.show(&id)["state"],
+        "ready",
+        "a dry run changes nothing"
+    );
+
+    let done = sandboxer.run(&["gc", "--json"]).success().json();
+    assert_eq!(done.as_array().unwrap().len(), 1);
+    let record = sandboxer.show(&id);
+    assert_eq!(record["state"], "expired");
+    let ova = record["artifacts"][0]["path"].as_str().unwrap();
+    assert!(
+        ova.starts_with(
+            &sandboxer
+                .state_dir()
+                .join("artifacts")
+                .join(&id)
+                .display()
+                .to_string()
+        ),
+        "{ova}"
+    );
+    assert!(std::path::Path::new(ova).is_file(), "the OVA survives gc");
+    assert_eq!(
+        sandboxer.show(&keeper_id)["state"],
+        "ready",
+        "gc leaves live sandboxes alone"
+    );
+    assert_eq!(
+        sandboxer
+            .run(&["list", "--expired", "--json"])
+            .success()
+            .json(),
+        serde_json::json!([])
+    );
+    sandboxer
+        .run(&["gc"])
+        .success()
+        .stderr_contains("nothing to collect");
+}
+
+#[test]
+fn gc_never_reaps_a_sandbox_mid_build_but_does_once_it_finishes() {
+    let sandboxer = setup();
+    sandboxer.write_profile("sleep.toml", &sleep_profile(None, 3));
+    let build = sandboxer.spawn(&["create", "--profile", "sleep", "--ttl", "1s", "-q"]);
+    let id = sandboxer.wait_for_state("provisioning");
+    std::thread::sleep(Duration::from_millis(1100));
+    let actions = sandboxer.run(&["gc", "--json"]).success().json();
+    assert_eq!(actions[0]["action"], "skip-provisioning", "{actions}");
+    Run::from_child(&["create"], build).success();
+    assert_eq!(sandboxer.show(&id)["state"], "ready");
+    let actions = sandboxer.run(&["gc", "--json"]).success().json();
+    assert_eq!(actions[0]["action"], "expire", "{actions}");
+    assert_eq!(sandboxer.show(&id)["state"], "expired");
+}
+
+#[test]
+fn extend_pushes_the_expiry_and_never_shortens_it() {
+    let sandboxer = setup();
+    let created = sandboxer.run(&args(&quick_args("ext"))).success().json();
+    let id = created["id"].as_str().unwrap();
+    let before: jiff::Timestamp = created["expires_at"].as_str().unwrap().parse().unwrap();
+
+    let extended = sandboxer
+        .run(&["extend", id, "--ttl", "30d", "--json"])
+        .success()
+        .json();
+    let after: jiff::Timestamp = extended["expires_at"].as_str().unwrap().parse().unwrap();
+    assert!(
+        after.duration_since(before).as_secs() > 29 * 86400,
+        "{before} -> {after}"
+    );
+
+    let unchanged = sandboxer
+        .run(&["extend", id, "--ttl", "1m", "--json"])
+        .success()
+        .json();
+    assert_eq!(unchanged["expires_at"], extended["expires_at"]);
+
+    sandboxer.run(&["teardown", id]).success();
+    sandboxer
+        .run(&["extend", id, "--ttl", "1h"])
+        .code(1)
+        .stderr_contains("torn-down");
+    sandboxer.run(&["extend", "sb-nope", "--ttl", "1h"]).code(3);
+}
+
+#[test]
+fn placement_limit_queues_or_refuses_and_passes_the_host_to_the_template() {
+    let sandboxer = setup();
+    sandboxer.write_profile("sleep.toml", &sleep_profile(Some(1), 2));
+    let first = sandboxer.spawn(&["create", "--profile", "sleep"]);
+    let first_id = sandboxer.wait_for_state("provisioning");
+
+    let refused = sandboxer
+        .run(&["create", "--profile", "sleep", "--no-wait", "--json"])
+        .code(4);
+    assert_eq!(refused.json()["error"], "placement-full");
+    assert!(
+        refused.stderr.contains("`hv1` is full"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(
+        sandboxer.ids(),
+        std::slice::from_ref(&first_id),
+        "a refused create records nothing"
+    );
+
+    let queued = sandboxer.spawn(&["create", "--profile", "sleep", "--json"]);
+    let first = Run::from_child(&["create"], first).success();
+    assert!(
+        first.stderr.contains("placement_host=hv1"),
+        "{}",
+        first.stderr
+    );
+    let queued = Run::from_child(&["create"], queued).success();
+    assert!(
+        queued
+            .stderr
+            .contains("waiting for a free placement slot on `hv1` (next in line)"),
+        "{}",
+        queued.stderr
+    );
+    assert_eq!(
+        queued.json()["placement"],
+        serde_json::json!({"host": "hv1", "slot": 0})
+    );
+}
+
+#[test]
+fn a_killed_waiter_does_not_leak_its_place_or_a_slot() {
+    let sandboxer = setup();
+    sandboxer.write_profile("sleep.toml", &sleep_profile(Some(1), 300));
+    let holder = sandboxer.spawn(&["create", "--profile", "sleep", "-q"]);
+    let holder_id = sandboxer.wait_for_state("provisioning");
+    let mut waiter = sandboxer.spawn(&["create", "--profile", "sleep", "-q"]);
+    wait_until(Duration::from_secs(10), "the waiter to queue", || {
+        (sandboxer.ids().len() == 2).then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    waiter.kill().unwrap();
+    waiter.wait().unwrap();
+
+    signal(holder.id(), "INT");
+    Run::from_child(&["create"], holder).code(130);
+    assert_eq!(sandboxer.show(&holder_id)["state"], "cancelled");
+    let queue = sandboxer.state_dir().join("slots/hv1/queue");
+    sandboxer.write_profile("sleep.toml", &sleep_profile(Some(1), 0));
+    sandboxer
+        .run(&["create", "--profile", "sleep", "--no-wait", "-q"])
+        .success();
+    assert_eq!(
+        std::fs::read_dir(queue).unwrap().count(),
+        0,
+        "the dead waiter's ticket is gone"
+    );
+}
+
+/// Starts a long build, cancels it with `sig`, and checks the exit code, the record and that no
+/// process of Packer's group survives.
+fn cancel_with(sig: &str, expected_code: i32, name: &str) {
+    let sandboxer = setup();
+    sandboxer.write_profile("sleep.toml", &sleep_profile(None, 300));
+    let build = sandboxer.spawn(&["create", "--profile", "sleep", "--json"]);
+    let id = sandboxer.wait_for_state("provisioning");
+    let pgid = sandboxer.wait_for_pgid(&id);
+    wait_until(
+        Duration::from_secs(30),
+        "the provisioner to start sleeping",
+        || {
+            let log = std::fs::read_to_string(
+                sandboxer
+                    .state_dir()
+                    .join("sandboxes")
+                    .join(&id)
+                    .join("provision.log"),
+            )
+            .ok()?;
+            log.contains("sleeping 300s").then_some(())
+        },
+    );
+    assert!(!processes_in_group(pgid).is_empty());
+
+    signal(build.id(), sig);
+    let run = Run::from_child(&["create"], build).code(expected_code);
+    assert!(
+        run.stderr.contains(&format!("cancelled by {name}")),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(run.json()["exit_code"], expected_code);
+    assert_eq!(
+        processes_in_group(pgid),
+        Vec::<u32>::new(),
+        "no Packer process survives the cancel"
+    );
+    let record = sandboxer.show(&id);
+    assert_eq!(record["state"], "cancelled");
+    assert!(
+        record["state_reason"].as_str().unwrap().contains(name),
+        "{record}"
+    );
+    let log = std::fs::read_to_string(record["log"].as_str().unwrap()).unwrap();
+    assert!(
+        log.contains("Cleanly cancelled builds after being interrupted."),
+        "{log}"
+    );
+}
+
+#[test]
+fn sigint_cancels_the_build_and_exits_130() {
+    cancel_with("INT", 130, "SIGINT");
+}
+
+#[test]
+fn sigterm_cancels_the_build_and_exits_143() {
+    cancel_with("TERM", 143, "SIGTERM");
+}
+
+#[test]
+fn a_packer_that_ignores_the_cancel_is_killed_after_the_timeout() {
+    let fake = fixtures().join("fakes/fake-packer-ignores-sigint");
+    let sandboxer = setup().env("SANDBOXER_PACKER", &fake);
+    let quick = format!("packer_template={}", template("quick"));
+    let build = sandboxer.spawn(&[
+        "create",
+        "--profile",
+        "vm-packer-build",
+        "-i",
+        &quick,
+        "--cancel-timeout",
+        "1s",
+    ]);
+    let id = sandboxer.wait_for_state("provisioning");
+    let pgid = sandboxer.wait_for_pgid(&id);
+    wait_until(
+        Duration::from_secs(10),
+        "the fake to start sleeping",
+        || (processes_in_group(pgid).len() >= 2).then_some(()),
+    );
+    signal(build.id(), "INT");
+    Run::from_child(&["create"], build).code(130);
+    assert_eq!(processes_in_group(pgid), Vec::<u32>::new());
+    assert_eq!(sandboxer.show(&id)["state"], "cancelled");
+}
+
+#[test]
+fn on_failure_keep_leaves_working_files_and_cleanup_removes_them() {
+    let sandboxer = setup();
+    let fail = format!(
+        "packer_template={}",
+        fixtures().join("templates/fail/fail.pkr.hcl").display()
+    );
+    for (policy, kept) in [("keep", true), ("cleanup", false)] {
+        let run = sandboxer
+            .run(&[
+                "create",
+                "--profile",
+                "vm-packer-build",
+                "-i",
+                &fail,
+                "--on-failure",
+                policy,
+                "--json",
+                "-q",
+            ])
+            .code(1);
+        assert_eq!(run.json()["error"], "failed");
+        let id = sandboxer.ids().pop().unwrap();
+        let dir = sandboxer.state_dir().join("sandboxes").join(&id);
+        assert_eq!(dir.join("work").exists(), kept, "{policy}: work/");
+        assert_eq!(dir.join("output").exists(), kept, "{policy}: output/");
+        assert!(
+            dir.join("provision.log").is_file(),
+            "{policy}: the log is always kept"
+        );
+        let log = std::fs::read_to_string(dir.join("provision.log")).unwrap();
+        let flag = if kept {
+            "-on-error=abort"
+        } else {
+            "-on-error=cleanup"
+        };
+        assert!(log.contains(flag), "{policy}: {log}");
+        assert_eq!(sandboxer.show(&id)["state"], "failed");
+    }
+}
+
+#[test]
+fn a_killed_sandboxer_leaves_an_orphan_that_list_reports_and_teardown_stops() {
+    let sandboxer = setup();
+    sandboxer.write_profile("sleep.toml", &sleep_profile(None, 300));
+    let mut build = sandboxer.spawn(&["create", "--profile", "sleep", "-q"]);
+    let id = sandboxer.wait_for_state("provisioning");
+    let pgid = sandboxer.wait_for_pgid(&id);
+    wait_until(Duration::from_secs(30), "the provisioner's sleep", || {
+        (processes_in_group(pgid).len() >= 4).then_some(())
+    });
+    build.kill().unwrap(); // SIGKILL: no chance to clean up
+    build.wait().unwrap();
+
+    let listed = sandboxer.run(&["list", "--json"]).success().json();
+    let record = &listed[0];
+    assert_eq!(record["state"], "failed");
+    assert!(
+        record["state_reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("orphaned"),
+        "{record}"
+    );
+    assert!(
+        !processes_in_group(pgid).is_empty(),
+        "listing does not touch the orphaned build"
+    );
+
+    let torn = sandboxer.run(&["teardown", &id, "--json"]).success().json();
+    assert_eq!(torn["state"], "torn-down");
+    assert_eq!(
+        processes_in_group(pgid),
+        Vec::<u32>::new(),
+        "teardown stops the orphaned build"
+    );
+    sandboxer
+        .run(&["teardown", &id])
+        .success()
+        .stderr_contains("already torn-down");
+}
+
+#[test]
+fn gc_stops_an_orphaned_build_before_its_ttl() {
+    let sandboxer = setup();
+    sandboxer.write_profile("sleep.toml", &sleep_profile(None, 300));
+    let mut build = sandboxer.spawn(&["create", "--profile", "sleep", "-q"]);
+    let id = sandboxer.wait_for_state("provisioning");
+    let pgid = sandboxer.wait_for_pgid(&id);
+    wait_until(Duration::from_secs(30), "the provisioner's sleep", || {
+        (processes_in_group(pgid).len() >= 4).then_some(())
+    });
+    build.kill().unwrap();
+    build.wait().unwrap();
+    let actions = sandboxer.run(&["gc", "--json"]).success().json();
+    assert_eq!(actions[0]["action"], "stop-orphaned-build", "{actions}");
+    assert_eq!(processes_in_group(pgid), Vec::<u32>::new());
+    assert_eq!(
+        sandboxer.show(&id)["state"],
+        "failed",
+        "still there until its TTL"
+    );
+}
+
+#[test]
+fn thirty_two_concurrent_creates_get_distinct_ids_and_records() {
+    let sandboxer = setup();
+    let children: Vec<_> = (0..32)
+        .map(|n| {
+            let owned = quick_args(&format!("vm{n}"));
+            sandboxer.spawn(&args(&owned))
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for child in children {
+        let record = Run::from_child(&["create"], child).success().json();
+        assert_eq!(record["state"], "ready");
+        ids.push(record["id"].as_str().unwrap().to_owned());
+    }
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 32);
+    let listed = sandboxer.run(&["list", "--json"]).success();
+    assert!(listed.stderr.is_empty(), "{}", listed.stderr);
+    let listed: Vec<String> = listed
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|record| record["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(listed, ids);
+}
+
+#[test]
+fn teardown_and_gc_racing_end_with_one_teardown() {
+    let sandboxer = setup();
+    for round in 0..4 {
+        let owned = quick_args(&format!("race{round}"));
+        let mut create = args(&owned);
+        create.extend(["--ttl", "1s"]);
+        let id = sandboxer.run(&create).success().json()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        std::thread::sleep(Duration::from_millis(1050));
+        let teardown = sandboxer.spawn(&["teardown", &id]);
+        let gc = sandboxer.spawn(&["gc", "--json"]);
+        let teardown = Run::from_child(&["teardown"], teardown).success();
+        let gc = Run::from_child(&["gc"], gc).success();
+        let state = sandboxer.show(&id)["state"].clone();
+        let gc_expired = gc
+            .json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|action| action["id"] == id.as_str());
+        if gc_expired {
+            assert_eq!(state, "expired");
+            assert!(
+                teardown.stderr.contains("already expired"),
+                "{}",
+                teardown.stderr
+            );
+        } else {
+            assert_eq!(state, "torn-down");
+            assert!(teardown.stderr.contains("torn down"), "{}", teardown.stderr);
+        }
+    }
+}
+
+#[test]
+fn a_create_killed_at_any_moment_leaves_only_readable_records() {
+    let sandboxer = setup();
+    for delay_ms in [0u64, 5, 15, 30, 60, 120, 250, 400] {
+        let owned = quick_args(&format!("k{delay_ms}"));
+        let mut child = sandboxer.spawn(&args(&owned));
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    let listed = sandboxer.run(&["list", "--json"]).success();
+    assert!(
+        listed.stderr.is_empty(),
+        "every record is readable: {}",
+        listed.stderr
+    );
+    for record in listed.json().as_array().unwrap() {
+        let state = record["state"].as_str().unwrap();
+        assert!(["ready", "failed"].contains(&state), "{record}");
+        if state == "failed" {
+            assert!(
+                record["state_reason"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("orphaned"),
+                "{record}"
+            );
+        }
+    }
+    sandboxer.run(&["gc"]).success();
+    let staging: Vec<_> = std::fs::read_dir(sandboxer.state_dir().join("sandboxes"))
+        .unwrap()
+        .flatten()
+        .filter(|entry| entry.file_name().to_string_lossy().starts_with('.'))
+        .collect();
+    assert!(staging.is_empty(), "gc removes half-made allocations");
+}
