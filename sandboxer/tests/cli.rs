@@ -1,0 +1,107 @@
+//! CLI transcripts: `tests/cmd/*.toml` and the console examples in `docs/`, run by trycmd
+//! against the real binary.
+//!
+//! Every case runs in a throwaway sandbox with the environment below, so nothing reads or writes
+//! the real home directory: `.toml` cases say `fs.sandbox = true`; a Markdown page is sandboxed
+//! when a `<page>.out/` directory exists (an empty one, kept by a `.keep` file, checks no files),
+//! and starts from a copy of `<page>.in/` when there is one.
+//! Regenerate with `TRYCMD=overwrite cargo test -p sandboxer --test cli`, then review every diff.
+
+/// Makes a case's environment independent of the developer's.
+///
+/// trycmd can only *add* variables here, and its additions win over a case's own `[env.add]`.
+/// The CLI treats an empty variable as unset, so "" stands for "removed".
+fn hermetic(cases: &trycmd::TestCases) -> &trycmd::TestCases {
+    cases
+        // Relative paths: resolved in the case's sandbox, a fresh temporary directory.
+        .env("SANDBOXER_HOME", "state")
+        .env("XDG_CONFIG_HOME", "config")
+        .env("HOME", "")
+        .env("XDG_STATE_HOME", "")
+        // A path that cannot exist: a case that got as far as running Packer fails instead.
+        .env(
+            "SANDBOXER_PACKER",
+            "/nonexistent/sandboxer-tests-never-run-packer",
+        )
+        // clap wraps help to $COLUMNS when no stream is a terminal, and may colour it.
+        .env("COLUMNS", "100")
+        .env("CLICOLOR_FORCE", "")
+}
+
+#[test]
+fn transcripts() {
+    let cases = trycmd::TestCases::new();
+    hermetic(&cases)
+        .env("SANDBOXER_PROFILES", "")
+        .case("../tests/cmd/*.toml")
+        .case("../docs/**/*.md");
+    cases.run();
+}
+
+/// Cases under `tests/cmd/env/` set `SANDBOXER_PROFILES` themselves, which the harness-wide
+/// empty value above would override.
+#[test]
+fn transcripts_with_their_own_sandboxer_profiles() {
+    let cases = trycmd::TestCases::new();
+    hermetic(&cases).case("../tests/cmd/env/*.toml");
+    cases.run();
+}
+
+/// The profiles the docs' examples run against are shown in full on the page: a `<page>.in/`
+/// file that the page does not quote verbatim has drifted from what readers see.
+#[test]
+fn docs_quote_their_example_profiles() {
+    let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs");
+    let mut drifted = Vec::new();
+    for entry in std::fs::read_dir(&docs).unwrap() {
+        let fixtures = entry.unwrap().path();
+        if fixtures.extension().is_none_or(|ext| ext != "in") {
+            continue;
+        }
+        let page = std::fs::read_to_string(fixtures.with_extension("md")).unwrap();
+        for profile in toml_files(&fixtures) {
+            let text = std::fs::read_to_string(&profile).unwrap();
+            if !page.contains(&format!("```toml\n{text}```\n")) {
+                drifted.push(profile.display().to_string());
+            }
+        }
+    }
+    assert!(
+        drifted.is_empty(),
+        "not quoted verbatim in a ```toml block of their page: {drifted:?}"
+    );
+}
+
+/// A page whose examples ran outside a sandbox would write its state dir into `sandboxer/`.
+#[test]
+fn docs_with_examples_are_sandboxed() {
+    let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs");
+    for entry in std::fs::read_dir(&docs).unwrap() {
+        let page = entry.unwrap().path();
+        let runs_examples =
+            |text: String| text.contains("```console") || text.contains("```trycmd");
+        if page.extension().is_some_and(|ext| ext == "md")
+            && runs_examples(std::fs::read_to_string(&page).unwrap())
+        {
+            assert!(
+                page.with_extension("out").is_dir(),
+                "{} has examples but no {} (add an empty `.keep` file there)",
+                page.display(),
+                page.with_extension("out").display()
+            );
+        }
+    }
+}
+
+fn toml_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            found.extend(toml_files(&path));
+        } else if path.extension().is_some_and(|ext| ext == "toml") {
+            found.push(path);
+        }
+    }
+    found
+}
