@@ -12,6 +12,8 @@ pub fn run(sh: &Shell) -> anyhow::Result<()> {
     let id = cmd!(sh, "{sandboxer} create --profile profile.vm-packer-build").read()?;
     cmd!(sh, "{sandboxer} show {id}").run()?;
     cmd!(sh, "{sandboxer} list").run()?;
-    eprintln!("\nxtask demo: built sandbox {id}; `{sandboxer} teardown {id}` removes it and keeps the OVA");
+    eprintln!(
+        "\nxtask demo: built sandbox {id}; `{sandboxer} teardown {id}` removes it and keeps the OVA"
+    );
     Ok(())
 }

@@ -10,7 +10,11 @@ pub enum Purpose {
 }
 
 /// `(command that proves the tool is there, Debian package that provides it)`.
-const DEMO_TOOLS: &[(&str, &str)] = &[("packer", "packer"), ("qemu-img", "qemu-utils"), ("tar", "tar")];
+const DEMO_TOOLS: &[(&str, &str)] = &[
+    ("packer", "packer"),
+    ("qemu-img", "qemu-utils"),
+    ("tar", "tar"),
+];
 const TEST_TOOLS: &[(&str, &str)] = &[("make", "make"), ("shellcheck", "shellcheck")];
 
 pub fn run(sh: &Shell, purpose: Purpose) -> anyhow::Result<()> {
@@ -35,9 +39,20 @@ pub fn run(sh: &Shell, purpose: Purpose) -> anyhow::Result<()> {
     );
     let _env = sh.push_env("DEBIAN_FRONTEND", "noninteractive");
     cmd!(sh, "apt-get update -qq").run()?;
-    cmd!(sh, "apt-get install -y -qq --no-install-recommends {missing...}").run()?;
-    let still_missing: Vec<&str> = wanted.iter().filter(|(tool, _)| !on_path(tool)).map(|(tool, _)| *tool).collect();
-    anyhow::ensure!(still_missing.is_empty(), "still missing after apt-get: {still_missing:?}");
+    cmd!(
+        sh,
+        "apt-get install -y -qq --no-install-recommends {missing...}"
+    )
+    .run()?;
+    let still_missing: Vec<&str> = wanted
+        .iter()
+        .filter(|(tool, _)| !on_path(tool))
+        .map(|(tool, _)| *tool)
+        .collect();
+    anyhow::ensure!(
+        still_missing.is_empty(),
+        "still missing after apt-get: {still_missing:?}"
+    );
     Ok(())
 }
 
@@ -47,5 +62,8 @@ fn on_path(tool: &str) -> bool {
 }
 
 fn is_root(sh: &Shell) -> bool {
-    cmd!(sh, "id -u").quiet().read().is_ok_and(|uid| uid.trim() == "0")
+    cmd!(sh, "id -u")
+        .quiet()
+        .read()
+        .is_ok_and(|uid| uid.trim() == "0")
 }
