@@ -44,6 +44,7 @@ struct Cli {
 }
 
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Global options")]
 struct GlobalArgs {
     /// State directory [default: $XDG_STATE_HOME/sandboxer or ~/.local/state/sandboxer]
     #[arg(
@@ -167,13 +168,13 @@ struct IdArgs {
 enum ProfilesCommand {
     /// List every profile and where it comes from
     List(JsonArg),
-    /// Show a profile's resolved values and where each comes from
+    /// Show a profile's values, the extension's defaults, and where each comes from
     Show(ProfileShowArgs),
 }
 
 #[derive(Debug, Args)]
 struct ProfileShowArgs {
-    /// Profile id
+    /// Profile id (the `profile.` prefix may be left out)
     name: String,
     /// Print JSON on stdout
     #[arg(long)]
@@ -196,7 +197,10 @@ impl Command {
 
 /// Parses the command line, runs the command, prints any error once, and returns the exit code.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => return clap_error(err),
+    };
     let json = cli.command.json();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -216,6 +220,23 @@ pub fn main() -> ExitCode {
             ExitCode::from(kind.exit_code())
         }
     }
+}
+
+/// clap's own errors (and `--help`/`--version`), plus a JSON error object on stdout when the
+/// command line asked for `--json`, so scripts never have to parse prose.
+fn clap_error(err: clap::Error) -> ExitCode {
+    let _ = err.print();
+    if !err.use_stderr() {
+        return ExitCode::SUCCESS; // --help, --version
+    }
+    if std::env::args().skip(1).any(|arg| arg == "--json") {
+        let rendered = err.render().to_string();
+        let first_line = rendered.lines().next().unwrap_or("usage error");
+        let message = first_line.trim_start_matches("error: ");
+        let object = serde_json::json!({"error": "usage", "message": message, "exit_code": 2});
+        let _ = writeln!(std::io::stdout(), "{object}");
+    }
+    ExitCode::from(2)
 }
 
 fn is_broken_pipe(err: &anyhow::Error) -> bool {
@@ -566,6 +587,7 @@ struct ProfileView<'a> {
     mode: Option<&'a str>,
     ttl: String,
     placement: &'a crate::profile::Placement,
+    on_failure: OnFailure,
     source: String,
     shadows: Vec<String>,
 }
@@ -592,6 +614,7 @@ impl<'a> ProfileView<'a> {
             mode,
             ttl: profile.ttl.to_string(),
             placement: &profile.placement,
+            on_failure: profile.on_failure,
             source: profile.source.to_string(),
             shadows: entry.shadowed.iter().map(ToString::to_string).collect(),
         }
@@ -608,8 +631,8 @@ fn profiles_list(search: &SearchPath, json: bool) -> anyhow::Result<()> {
         .iter()
         .map(|view| {
             let mut source = view.source.clone();
-            for shadowed in &view.shadows {
-                source.push_str(&format!(" (shadows {shadowed})"));
+            if !view.shadows.is_empty() {
+                source.push_str(&format!(" (shadows {})", view.shadows.join(", ")));
             }
             [
                 view.id.to_owned(),
@@ -692,7 +715,20 @@ fn profiles_show(search: &SearchPath, args: &ProfileShowArgs) -> anyhow::Result<
         extension.summary()
     ));
     out.push_str(&format!("ttl:         {}\n", profile.ttl));
-    out.push_str(&format!("placement:   host = {}\n", profile.placement.host));
+    let limit = profile
+        .placement
+        .max_concurrent
+        .map(|max| format!(", max_concurrent = {max}"))
+        .unwrap_or_default();
+    out.push_str(&format!(
+        "placement:   host = {}{limit}\n",
+        profile.placement.host
+    ));
+    let on_failure = match profile.on_failure {
+        OnFailure::Cleanup => "cleanup",
+        OnFailure::Keep => "keep",
+    };
+    out.push_str(&format!("on_failure:  {on_failure}\n"));
     out.push_str("inputs:\n");
     let width = inputs
         .iter()

@@ -311,7 +311,20 @@ fn interpolate<'v>(
                 out.push('}');
             }
             '{' => {
-                let name: String = chars.by_ref().take_while(|c| *c != '}').collect();
+                let mut name = String::new();
+                let mut closed = false;
+                for c in chars.by_ref() {
+                    if c == '}' {
+                        closed = true;
+                        break;
+                    }
+                    name.push(c);
+                }
+                if !closed {
+                    return Err(format!(
+                        "unclosed `{{{name}` (write `{{{{` for a literal brace)"
+                    ));
+                }
                 let value = lookup(&name)?;
                 if value.contains('{') {
                     return Err(format!(
@@ -424,6 +437,9 @@ mod tests {
         let origin = Origin::Profile("p:1:1".into());
         let dangling = layer(&[("vm_name", "x-{nope}")], origin.clone());
         assert!(resolve("ext.x", &SCHEMA, &dangling, &Layer::default(), &[]).is_err());
+        let unclosed = layer(&[("vm_name", "x-{project")], origin.clone());
+        let err = resolve("ext.x", &SCHEMA, &unclosed, &cli, &[]).unwrap_err();
+        assert!(err.to_string().contains("unclosed `{project`"), "{err}");
         let literal = layer(&[("vm_name", "{{x}}")], origin);
         let inputs = resolve("ext.x", &SCHEMA, &literal, &Layer::default(), &[]).unwrap();
         assert_eq!(inputs.get("vm_name"), Some("{x}"));

@@ -53,7 +53,7 @@ pub struct Placement {
 #[serde(deny_unknown_fields)]
 struct PlacementFile {
     host: Option<Spanned<String>>,
-    max_concurrent: Option<NonZeroU32>,
+    max_concurrent: Option<Spanned<i64>>,
 }
 
 fn local_host() -> String {
@@ -82,6 +82,8 @@ pub struct Profile {
     pub sensitive_inputs: Vec<String>,
     pub on_failure: OnFailure,
     pub source: Source,
+    /// `file:line:column` of the `id` value, for reports about duplicates.
+    pub id_location: String,
 }
 
 /// The file format; `Profile` is what the rest of the program sees.
@@ -166,10 +168,24 @@ pub fn parse(text: &str, display_path: &str, source: Source) -> anyhow::Result<P
         )));
     }
 
+    let max_concurrent = match file.placement.max_concurrent {
+        None => None,
+        Some(max) => Some(
+            u32::try_from(*max.get_ref())
+                .ok()
+                .and_then(NonZeroU32::new)
+                .ok_or_else(|| {
+                    usage(format!(
+                        "{}: max_concurrent must be a whole number of at least 1 (leave it out for no limit)",
+                        at(max.span())
+                    ))
+                })?,
+        ),
+    };
     let placement = match file.placement.host {
         None => Placement {
             host: local_host(),
-            max_concurrent: file.placement.max_concurrent,
+            max_concurrent,
         },
         Some(host) => {
             let name = host.get_ref();
@@ -180,22 +196,28 @@ pub fn parse(text: &str, display_path: &str, source: Source) -> anyhow::Result<P
                     .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
             if !valid {
                 return Err(usage(format!(
-                    "{}: invalid placement host {name:?}: use letters, digits, `.`, `_` and `-`",
+                    "{}: invalid placement host {name:?}: use letters, digits, `.`, `_` and `-`, not starting with `-` or `.`",
                     at(host.span())
                 )));
             }
             Placement {
                 host: host.into_inner(),
-                max_concurrent: file.placement.max_concurrent,
+                max_concurrent,
             }
         }
     };
 
     let extension_id = file.extension.get_ref();
     let Some(extension) = ext::find(extension_id) else {
-        let hint = did_you_mean(extension_id, ext::ids())
-            .map(|near| format!("; did you mean `{near}`?"))
-            .unwrap_or_default();
+        // Compare without the shared `ext.` prefix, which would make every id look close.
+        let bare = |id: &'static str| id.strip_prefix("ext.").unwrap_or(id);
+        let hint = did_you_mean(
+            extension_id.strip_prefix("ext.").unwrap_or(extension_id),
+            ext::ids().map(bare),
+        )
+        .map(|near| format!("ext.{near}"))
+        .map(|near| format!("; did you mean `{near}`?"))
+        .unwrap_or_default();
         return Err(usage(format!(
             "{}: unknown extension `{extension_id}`{hint} (available: {})",
             at(file.extension.span()),
@@ -228,6 +250,7 @@ pub fn parse(text: &str, display_path: &str, source: Source) -> anyhow::Result<P
         sensitive_inputs.push(name.into_inner());
     }
 
+    let id_location = at(file.id.span());
     Ok(Profile {
         id: file.id.into_inner(),
         description: file.description,
@@ -238,18 +261,28 @@ pub fn parse(text: &str, display_path: &str, source: Source) -> anyhow::Result<P
         sensitive_inputs,
         on_failure: file.on_failure,
         source,
+        id_location,
     })
 }
 
 /// Adds a "did you mean" to serde's unknown-field messages.
 fn explain_toml_error(message: &str) -> String {
     let message = message.trim_end();
+    if message.contains("expected a string, number or boolean") {
+        return format!(
+            "{message}; top-level keys must come before the first [table], and dotted input names must be quoted (\"var.disk_size\" = \"1G\")"
+        );
+    }
     let Some(rest) = message.strip_prefix("unknown field `") else {
         return message.to_owned();
     };
     let Some((field, _)) = rest.split_once('`') else {
         return message.to_owned();
     };
+    if !message.contains("expected one of") {
+        // serde already named the one field it expects.
+        return message.to_owned();
+    }
     let candidates = PROFILE_KEYS.iter().copied().chain(["host"]);
     match did_you_mean(field, candidates) {
         Some(near) => format!("{message}; did you mean `{near}`?"),
@@ -292,6 +325,12 @@ impl SearchPath {
         if let Some(config_dir) = config_dir {
             dirs.push((config_dir.join("sandboxer/profiles"), false));
         }
+        // A directory named twice (by a flag and the environment, say) is searched once, at
+        // its first place: otherwise its profiles would shadow themselves.
+        let mut seen = std::collections::HashSet::new();
+        dirs.retain(|(dir, _)| {
+            seen.insert(dir.canonicalize_utf8().unwrap_or_else(|_| dir.clone()))
+        });
         SearchPath { dirs }
     }
 
@@ -325,15 +364,17 @@ impl Catalog {
                 }
                 continue;
             }
-            let mut in_this_dir: BTreeMap<String, Utf8PathBuf> = BTreeMap::new();
+            let mut in_this_dir: BTreeMap<String, String> = BTreeMap::new();
             for path in toml_files(dir)? {
                 let text = std::fs::read_to_string(&path)
                     .with_context(|| format!("reading profile {path}"))?;
                 let profile = parse(&text, path.as_str(), Source::File(path.clone()))?;
-                if let Some(first) = in_this_dir.insert(profile.id.clone(), path.clone()) {
+                if let Some(first) =
+                    in_this_dir.insert(profile.id.clone(), profile.id_location.clone())
+                {
                     return Err(usage(format!(
-                        "profile `{}` is defined twice in {dir}: {first} and {path}",
-                        profile.id
+                        "{}: profile `{}` is already defined at {first}; ids must be unique within a directory",
+                        profile.id_location, profile.id
                     )));
                 }
                 add(&mut entries, profile);
@@ -359,7 +400,11 @@ impl Catalog {
         {
             return Ok(entry);
         }
-        let hint = did_you_mean(name, self.entries.keys().map(String::as_str))
+        let short = |id: &'_ str| id.strip_prefix("profile.").unwrap_or(id).to_owned();
+        let wanted = short(name);
+        let shorts: Vec<String> = self.entries.keys().map(|id| short(id)).collect();
+        let hint = did_you_mean(&wanted, shorts.iter().map(String::as_str))
+            .and_then(|near| self.entries.keys().find(|id| short(id) == near))
             .map(|near| format!("; did you mean `{near}`?"))
             .unwrap_or_default();
         Err(not_found(format!(

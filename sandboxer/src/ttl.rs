@@ -95,8 +95,17 @@ impl Serialize for Ttl {
 
 impl<'de> Deserialize<'de> for Ttl {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        text.parse().map_err(serde::de::Error::custom)
+        struct TtlVisitor;
+        impl serde::de::Visitor<'_> for TtlVisitor {
+            type Value = Ttl;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a duration string such as \"45m\", \"12h\" or \"2d\"")
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Ttl, E> {
+                text.parse().map_err(E::custom)
+            }
+        }
+        deserializer.deserialize_str(TtlVisitor)
     }
 }
 

@@ -127,7 +127,7 @@ impl Extension for VmPacker {
                     .unwrap_or_default();
                 return Err(usage(format!(
                     "input `{VAR_PREFIX}{name}`: template {} declares no variable `{name}`{hint} (declared: {})",
-                    template.path,
+                    required(inputs, "packer_template")?,
                     if names.is_empty() {
                         "none".to_owned()
                     } else {

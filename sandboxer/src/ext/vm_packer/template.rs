@@ -78,7 +78,12 @@ pub fn locate(value: &str, cwd: &Utf8Path, cache_dir: &Utf8Path) -> anyhow::Resu
     };
     let meta = std::fs::metadata(&path).map_err(|err| {
         usage(format!(
-            "packer_template {value:?}: cannot read {path}: {err} (relative paths are resolved from {cwd})"
+            "packer_template {value:?}: cannot read {path}: {err}{}",
+            if value.starts_with('/') || value.starts_with(builtin::SCHEME) {
+                String::new()
+            } else {
+                " (a relative path is taken from the current directory)".to_owned()
+            }
         ))
     })?;
     let path = path
