@@ -208,11 +208,7 @@ pub fn create(
                 ErrorKind::Interrupted | ErrorKind::Terminated => State::Cancelled,
                 _ => State::Failed,
             };
-            let reason = format!("{err:#}")
-                .lines()
-                .next()
-                .unwrap_or("failed")
-                .to_owned();
+            let reason = summarize(&format!("{err:#}"));
             registry
                 .update(&id, |record| {
                     record.state = state;
@@ -223,6 +219,24 @@ pub fn create(
             Err(err.context(format!("sandbox {id} {state}")))
         }
     }
+}
+
+/// One line for `state_reason`: the error's first line, and when that only announces a list
+/// ("packer build failed (exit code 1):"), the list's first entry too.
+fn summarize(message: &str) -> String {
+    let mut lines = message
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty());
+    let first = lines.next().unwrap_or("failed");
+    let mut reason = match (first.ends_with(':'), lines.next()) {
+        (true, Some(detail)) => format!("{first} {detail}"),
+        _ => first.to_owned(),
+    };
+    if reason.chars().count() > 300 {
+        reason = reason.chars().take(299).chain(['…']).collect();
+    }
+    reason
 }
 
 fn owner() -> Owner {

@@ -57,6 +57,11 @@ impl Registry {
             .mode(0o700)
             .create(root)
             .with_context(|| format!("creating state directory {root}"))?;
+        // Canonical from here on: paths stored in records (artifacts) are canonical too, and
+        // comparing them with a path reached through a symlink would go wrong.
+        let root = &root
+            .canonicalize_utf8()
+            .with_context(|| format!("resolving state directory {root}"))?;
         let meta = fs::metadata(root).with_context(|| format!("reading state directory {root}"))?;
         if meta.uid() != rustix::process::geteuid().as_raw() {
             return Err(usage(format!(

@@ -61,6 +61,9 @@ pub const CANCEL_LINE: &str = "Cleanly cancelled builds after being interrupted.
 /// How many error lines a report keeps: enough to explain a failure, bounded for long builds.
 const MAX_ERRORS: usize = 20;
 
+/// How many `ui,error` lines a failure message quotes after the build errors.
+const WHY_LINES: usize = 5;
+
 /// What the stream said about the build, kept in bounded memory whatever its length.
 #[derive(Debug, Default)]
 pub struct Report {
@@ -131,24 +134,39 @@ impl Report {
     }
 
     /// Packer's own words about why the build failed, most specific first.
+    ///
+    /// Per-build `error` lines say what failed ("Script exited with non-zero exit status: 1");
+    /// the last few `ui,error` lines usually say why (the script's own stderr), so both are kept.
     pub fn failure_lines(&self) -> Vec<String> {
-        if !self.build_errors.is_empty() {
-            return self
-                .build_errors
-                .iter()
-                .map(|(build, message)| {
-                    if build.is_empty() {
-                        message.clone()
-                    } else {
-                        format!("{build}: {message}")
-                    }
-                })
-                .collect();
+        let mut lines: Vec<String> = self
+            .build_errors
+            .iter()
+            .map(|(build, message)| {
+                if build.is_empty() {
+                    message.clone()
+                } else {
+                    format!("{build}: {message}")
+                }
+            })
+            .collect();
+        let why = self
+            .ui_errors
+            .iter()
+            // Packer repeats each build error as "Build 'x' errored after ...: <message>".
+            .filter(|text| {
+                !self
+                    .build_errors
+                    .iter()
+                    .any(|(_, message)| text.contains(message.as_str()))
+            })
+            .rev()
+            .take(WHY_LINES)
+            .collect::<Vec<_>>();
+        lines.extend(why.into_iter().rev().cloned());
+        if lines.is_empty() {
+            lines.extend(self.stray_lines.iter().cloned());
         }
-        if !self.ui_errors.is_empty() {
-            return self.ui_errors.iter().cloned().collect();
-        }
-        self.stray_lines.iter().cloned().collect()
+        lines
     }
 }
 
@@ -206,9 +224,13 @@ mod tests {
         report.observe("1,,error-count,1");
         report.observe("1,null.example,error,Script exited with non-zero exit status: 1");
         assert_eq!(report.error_count, Some(1));
+        report.observe("1,,ui,error,==> null.example: Build 'null.example' errored after 1 ms: Script exited with non-zero exit status: 1");
         assert_eq!(
             report.failure_lines(),
-            ["null.example: Script exited with non-zero exit status: 1"]
+            [
+                "null.example: Script exited with non-zero exit status: 1",
+                "Build 'null.example' errored after 1 ms: boom",
+            ]
         );
     }
 

@@ -148,12 +148,19 @@ impl Extension for VmPacker {
         let on_failure = ctx.on_failure;
         let dirs = ctx.dirs;
         let built = build(ctx);
+        // Packer's TMPDIR goes whatever happened: Packer sometimes leaves its temp scripts there,
+        // with template variables (secrets too) interpolated in clear.
+        let mut leftovers = vec![&dirs.work];
         if built.is_err() && on_failure == OnFailure::Cleanup {
             // The log stays: it is the only account of what went wrong.
-            for dir in [&dirs.work, &dirs.output] {
-                if let Err(err) = remove_dir_if_present(dir) {
-                    return built.context(format!("also failed to clean up: {err:#}"));
-                }
+            leftovers.push(&dirs.output);
+        }
+        for dir in leftovers {
+            if let Err(err) = remove_dir_if_present(dir) {
+                return match built {
+                    Ok(_) => Err(err),
+                    Err(built) => Err(built.context(format!("also failed to clean up: {err:#}"))),
+                };
             }
         }
         built
@@ -162,7 +169,11 @@ impl Extension for VmPacker {
     fn teardown(&self, record: &mut Record, dirs: &SandboxDirs) -> anyhow::Result<()> {
         // Keep OVAs: move them out of the sandbox's directory before removing its working files.
         for artifact in &mut record.artifacts {
-            if !is_ova(&artifact.path) || !artifact.path.starts_with(&dirs.root) {
+            let root = dirs
+                .root
+                .canonicalize_utf8()
+                .unwrap_or_else(|_| dirs.root.clone());
+            if !is_ova(&artifact.path) || !artifact.path.starts_with(&root) {
                 continue;
             }
             let kept = dirs
@@ -178,10 +189,11 @@ impl Extension for VmPacker {
                 artifact.path = kept;
             }
         }
-        record.artifacts.retain(|artifact| artifact.path.exists());
         for dir in [&dirs.work, &dirs.output] {
             remove_dir_if_present(dir)?;
         }
+        // Only what survived: an artifact that lived in the working files is gone now.
+        record.artifacts.retain(|artifact| artifact.path.exists());
         Ok(())
     }
 }
