@@ -5,7 +5,7 @@
 //! SIGKILL) gives its slot or its place back without anyone cleaning up after it.
 
 use std::fs::{self, File, OpenOptions};
-use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+use std::os::unix::fs::DirBuilderExt as _;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -13,6 +13,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::cancel::Cancel;
 use crate::error::{Error, ErrorKind};
+use crate::registry::open_lock_file;
 
 /// How often a queued `create` looks again.
 const POLL: Duration = Duration::from_millis(100);
@@ -115,7 +116,7 @@ impl Host {
 
     fn try_slots(&self, max: u32) -> anyhow::Result<Option<Slot>> {
         for index in 0..max {
-            let file = open_lock(&self.dir.join(format!("{index}.lock")))?;
+            let file = open_lock_file(&self.dir.join(format!("{index}.lock")))?;
             match file.try_lock() {
                 Ok(()) => {
                     return Ok(Some(Slot {
@@ -187,7 +188,7 @@ impl Ticket {
         );
         // Locked under a hidden name first, so nobody can mistake it for a dead waiter's ticket.
         let hidden = queue.join(format!(".{name}"));
-        let file = open_lock(&hidden)?;
+        let file = open_lock_file(&hidden)?;
         file.lock().with_context(|| format!("locking {hidden}"))?;
         let path = queue.join(&name);
         fs::rename(&hidden, &path).with_context(|| format!("queueing {path}"))?;
@@ -203,16 +204,6 @@ impl Drop for Ticket {
     fn drop(&mut self) {
         let _ = fs::remove_file(&self.path);
     }
-}
-
-fn open_lock(path: &Utf8Path) -> anyhow::Result<File> {
-    OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("opening {path}"))
 }
 
 #[cfg(test)]

@@ -346,7 +346,8 @@ fn lock_exclusive(path: &Utf8Path) -> anyhow::Result<SandboxLock> {
     Ok(SandboxLock { _file: file })
 }
 
-fn open_lock_file(path: &Utf8Path) -> anyhow::Result<File> {
+/// Opens (creating, mode 0600) a file that is only ever used for its lock.
+pub(crate) fn open_lock_file(path: &Utf8Path) -> anyhow::Result<File> {
     OpenOptions::new()
         .create(true)
         .truncate(false)

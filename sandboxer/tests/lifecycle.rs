@@ -409,18 +409,26 @@ fn on_failure_keep_leaves_working_files_and_cleanup_removes_them() {
     }
 }
 
-#[test]
-fn a_killed_sandboxer_leaves_an_orphan_that_list_reports_and_teardown_stops() {
+/// Starts a long build and SIGKILLs its sandboxer once the provisioner runs, leaving the
+/// build orphaned: returns the harness, the sandbox id and the build's process group.
+fn orphan_a_long_build() -> (Sandboxer, String, u32) {
     let sandboxer = setup();
     sandboxer.write_profile("sleep.toml", &sleep_profile(None, 300));
     let mut build = sandboxer.spawn(&["create", "--profile", "sleep", "-q"]);
     let id = sandboxer.wait_for_state("provisioning");
     let pgid = sandboxer.wait_for_pgid(&id);
+    // packer, its re-exec, two plugins, the provisioner's shells and sleep
     wait_until(Duration::from_secs(30), "the provisioner's sleep", || {
         (processes_in_group(pgid).len() >= 4).then_some(())
     });
     build.kill().unwrap(); // SIGKILL: no chance to clean up
     build.wait().unwrap();
+    (sandboxer, id, pgid)
+}
+
+#[test]
+fn a_killed_sandboxer_leaves_an_orphan_that_list_reports_and_teardown_stops() {
+    let (sandboxer, id, pgid) = orphan_a_long_build();
 
     let listed = sandboxer.run(&["list", "--json"]).success().json();
     let record = &listed[0];
@@ -452,16 +460,7 @@ fn a_killed_sandboxer_leaves_an_orphan_that_list_reports_and_teardown_stops() {
 
 #[test]
 fn gc_stops_an_orphaned_build_before_its_ttl() {
-    let sandboxer = setup();
-    sandboxer.write_profile("sleep.toml", &sleep_profile(None, 300));
-    let mut build = sandboxer.spawn(&["create", "--profile", "sleep", "-q"]);
-    let id = sandboxer.wait_for_state("provisioning");
-    let pgid = sandboxer.wait_for_pgid(&id);
-    wait_until(Duration::from_secs(30), "the provisioner's sleep", || {
-        (processes_in_group(pgid).len() >= 4).then_some(())
-    });
-    build.kill().unwrap();
-    build.wait().unwrap();
+    let (sandboxer, id, pgid) = orphan_a_long_build();
     let actions = sandboxer.run(&["gc", "--json"]).success().json();
     assert_eq!(actions[0]["action"], "stop-orphaned-build", "{actions}");
     assert_eq!(processes_in_group(pgid), Vec::<u32>::new());
