@@ -320,6 +320,33 @@ mod tests {
     }
 
     #[test]
+    fn capabilities_of_the_real_packer_are_detected_once_and_cached() {
+        let packer =
+            find_packer(None).expect("the tests need `packer` on PATH (run `cargo xtask setup`)");
+        let dir = tempfile::tempdir().unwrap();
+        let cache_dir = Utf8Path::from_path(dir.path()).unwrap();
+        let detected = capabilities(&packer, cache_dir).unwrap();
+        let cache_file = cache_dir.join("packer-capabilities.json");
+        let cached = std::fs::read_to_string(&cache_file).unwrap();
+        assert!(cached.contains(&detected.version), "{cached}");
+        assert_eq!(
+            detected.has_init,
+            version_at_least(&detected.version, (1, 7))
+        );
+
+        // A planted answer under the same key proves the second call does not run packer.
+        std::fs::write(&cache_file, cached.replace(&detected.version, "9.9.9")).unwrap();
+        let again = capabilities(&packer, cache_dir).unwrap();
+        assert_eq!(
+            again,
+            Capabilities {
+                version: "9.9.9".into(),
+                has_init: detected.has_init
+            }
+        );
+    }
+
+    #[test]
     fn long_lines_are_cut_not_buffered_whole() {
         let input = format!("{}\nnext\n", "x".repeat(100));
         let mut reader = std::io::BufReader::with_capacity(8, input.as_bytes());
