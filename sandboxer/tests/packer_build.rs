@@ -2,343 +2,109 @@
 //! OVA example, `qemu-img`).
 //!
 //! Each test gets its own state directory (`SANDBOXER_HOME`), working directory, config directory
-//! (`XDG_CONFIG_HOME`) and `HOME`, so neither the user's configuration nor another test can leak
-//! in. Templates come from `tests/fixtures/templates/` at the workspace root and are copied into
-//! the test's working directory first: Packer runs in the template's directory, and the
-//! repository must stay untouched.
+//! (`XDG_CONFIG_HOME`) and `HOME` (see `common`), so neither the user's configuration nor another
+//! test can leak in. Templates come from `tests/fixtures/templates/` at the workspace root and are
+//! copied into the test's working directory first: Packer runs in the template's directory, and
+//! the repository must stay untouched.
 //!
 //! A test that needs a tool fails, naming the tool, when it is missing; nothing is skipped.
 
-use std::collections::BTreeSet;
-use std::io::{BufRead as _, BufReader, Read as _};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+mod common;
 
+use std::collections::BTreeSet;
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{Run, Running, Sandboxer, processes_mentioning, require_tool, signal};
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
-const SANDBOXER: &str = env!("CARGO_BIN_EXE_sandboxer");
-
 // ---------------------------------------------------------------------------------------------
-// Harness
+// Helpers
 // ---------------------------------------------------------------------------------------------
 
-/// Fails the test, naming the tool and how to get it, unless `name` is an executable on `PATH`.
-fn require_tool(name: &str) {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let found = std::env::split_paths(&path).any(|dir| is_executable(&dir.join(name)));
-    let hint = match name {
-        "packer" => " (Debian: apt-get install packer)",
-        "qemu-img" => " (Debian: apt-get install qemu-utils)",
-        _ => "",
-    };
-    assert!(
-        found,
-        "this test needs `{name}`, which is not on PATH{hint}; install it, the test does not skip"
-    );
+/// A fresh sandboxer, for a test that runs the real Packer.
+fn with_packer() -> Sandboxer {
+    require_tool("packer");
+    Sandboxer::new()
 }
 
-fn is_executable(path: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt as _;
-    std::fs::metadata(path)
-        .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+/// A fresh sandboxer, for a test that builds the bundled example (Packer, then `qemu-img`).
+fn with_packer_and_qemu() -> Sandboxer {
+    require_tool("packer");
+    require_tool("qemu-img");
+    Sandboxer::new()
 }
 
-/// The Packer template fixtures, at the workspace root.
-fn fixtures_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/templates")
+/// `create --profile vm-packer-build OPTIONS -i INPUT...`.
+fn create_args<'a>(options: &[&'a str], inputs: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["create", "--profile", "vm-packer-build"];
+    args.extend_from_slice(options);
+    for input in inputs {
+        args.extend(["-i", input]);
+    }
+    args
 }
 
-/// One isolated sandboxer installation: a state dir, a cwd, a config dir and a home.
-struct Sandboxer {
-    _temp: tempfile::TempDir,
-    /// The temporary root, canonical (so paths sandboxer prints compare equal to ours).
-    root: PathBuf,
-    /// `SANDBOXER_HOME`.
-    home: PathBuf,
-    /// The directory sandboxer runs in.
-    cwd: PathBuf,
-    /// Extra environment for every run.
-    env: Vec<(String, String)>,
+/// Runs `create --profile vm-packer-build` with `options` and `inputs`.
+fn create(sandboxer: &Sandboxer, options: &[&str], inputs: &[&str]) -> Run {
+    sandboxer.run(&create_args(options, inputs))
 }
 
-impl Sandboxer {
-    fn new() -> Self {
-        let temp = tempfile::Builder::new()
-            .prefix("sandboxer-it-")
-            .tempdir()
-            .expect("creating a temporary directory");
-        let root = temp.path().canonicalize().expect("canonical temp dir");
-        let cwd = root.join("cwd");
-        for dir in [&cwd, &root.join("config"), &root.join("user-home")] {
-            std::fs::create_dir_all(dir).expect("creating test directories");
-        }
-        Sandboxer {
-            _temp: temp,
-            home: root.join("state"),
-            cwd,
-            root,
-            env: Vec::new(),
-        }
-    }
-
-    /// Points `SANDBOXER_HOME` somewhere else.
-    fn home(mut self, home: PathBuf) -> Self {
-        self.home = home;
-        self
-    }
-
-    /// Adds an environment variable to every later run.
-    fn env(mut self, name: &str, value: impl AsRef<Path>) -> Self {
-        let value = value.as_ref().to_str().expect("UTF-8 path").to_owned();
-        self.env.push((name.to_owned(), value));
-        self
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(SANDBOXER);
-        command
-            .args(args)
-            .current_dir(&self.cwd)
-            .env("SANDBOXER_HOME", &self.home)
-            .env("XDG_CONFIG_HOME", self.root.join("config"))
-            .env("HOME", self.root.join("user-home"))
-            .env_remove("SANDBOXER_PROFILES")
-            .env_remove("SANDBOXER_PACKER")
-            .env_remove("XDG_STATE_HOME")
-            .env_remove("PACKER_LOG")
-            .env_remove("PACKER_LOG_PATH")
-            .env_remove("PACKER_CONFIG")
-            .env_remove("PACKER_CACHE_DIR")
-            // sandboxer must turn Packer's version check off itself.
-            .env_remove("CHECKPOINT_DISABLE")
-            .stdin(Stdio::null());
-        for (name, value) in &self.env {
-            command.env(name, value);
-        }
-        command
-    }
-
-    /// Runs sandboxer to completion.
-    fn run(&self, args: &[&str]) -> Run {
-        let output = self
-            .command(args)
-            .output()
-            .unwrap_or_else(|err| panic!("running {SANDBOXER}: {err}"));
-        Run::new(args, output)
-    }
-
-    /// Starts sandboxer and returns while it runs, its stderr readable line by line.
-    fn spawn(&self, args: &[&str]) -> Running {
-        let mut child = self
-            .command(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|err| panic!("starting {SANDBOXER}: {err}"));
-        let stderr = BufReader::new(child.stderr.take().expect("piped stderr"));
-        Running {
-            args: args.join(" "),
-            child,
-            stderr,
-            seen: String::new(),
-        }
-    }
-
-    /// Copies `tests/fixtures/templates/NAME` into `cwd/templates/NAME`; returns that path
-    /// relative to the cwd, as a user would type it.
-    fn fixture(&self, name: &str) -> String {
-        let from = fixtures_dir().join(name);
-        assert!(from.is_dir(), "no fixture directory {}", from.display());
-        copy_dir(&from, &self.cwd.join("templates").join(name));
-        format!("templates/{name}")
-    }
-
-    /// `create --profile vm-packer-build --json -q` with `inputs`, expecting success.
-    fn create_json(&self, inputs: &[&str]) -> Value {
-        let mut args = vec![
-            "create",
-            "--profile",
-            "profile.vm-packer-build",
-            "--json",
-            "-q",
-        ];
-        for input in inputs {
-            args.extend(["--input", input]);
-        }
-        self.run(&args).success().json()
-    }
-
-    fn sandboxes_dir(&self) -> PathBuf {
-        self.home.join("sandboxes")
-    }
-
-    fn sandbox_dir(&self, id: &str) -> PathBuf {
-        self.sandboxes_dir().join(id)
-    }
-
-    /// Entries of `$SANDBOXER_HOME/sandboxes`, hidden ones included.
-    fn sandbox_entries(&self) -> Vec<String> {
-        match std::fs::read_dir(self.sandboxes_dir()) {
-            Ok(entries) => entries
-                .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
-                .collect(),
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(err) => panic!("reading {}: {err}", self.sandboxes_dir().display()),
-        }
-    }
-
-    /// The only record `list --json` shows.
-    fn only_record(&self) -> Value {
-        let list = self.run(&["list", "--json"]).success().json();
-        let records = list.as_array().expect("list --json prints an array");
-        assert_eq!(records.len(), 1, "expected exactly one sandbox: {list:#}");
-        records[0].clone()
-    }
-
-    /// `record.json` as stored.
-    fn stored_record(&self, id: &str) -> Value {
-        let path = self.sandbox_dir(id).join("record.json");
-        let text = std::fs::read(&path).unwrap_or_else(|err| panic!("{}: {err}", path.display()));
-        serde_json::from_slice(&text).expect("record.json is JSON")
-    }
+/// `create --profile vm-packer-build --json -q` with `inputs`, expecting success: the record.
+fn create_json(sandboxer: &Sandboxer, inputs: &[&str]) -> Value {
+    create(sandboxer, &["--json", "-q"], inputs)
+        .success()
+        .json()
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
+/// Copies the template fixture `FIXTURE` into the cwd and returns the input naming its `FILE`,
+/// relative to the cwd: `packer_template=templates/FIXTURE/FILE`.
+fn template_input(sandboxer: &Sandboxer, fixture: &str, file: &str) -> String {
+    format!("packer_template={}/{file}", sandboxer.fixture(fixture))
 }
 
-/// A sandboxer still running.
-struct Running {
-    args: String,
-    child: std::process::Child,
-    stderr: BufReader<std::process::ChildStderr>,
-    /// Stderr read so far.
-    seen: String,
+/// Copies the template fixture `FIXTURE` into the cwd and writes `profile` (TOML, in which
+/// `{template}` stands for the fixture's directory) as `cwd/my-profiles/FIXTURE.toml`; returns
+/// that directory, for `--profiles-dir`.
+fn write_fixture_profile(sandboxer: &Sandboxer, fixture: &str, profile: &str) -> String {
+    let profile = profile.replace("{template}", &sandboxer.fixture(fixture));
+    sandboxer.write_profile_in("my-profiles", &format!("{fixture}.toml"), &profile)
 }
 
-impl Running {
-    /// Reads stderr until a line contains `needle`; fails if sandboxer ends first.
-    fn wait_for(&mut self, needle: &str) {
-        loop {
-            let mut line = String::new();
-            if self.stderr.read_line(&mut line).expect("reading stderr") == 0 {
-                let _ = self.child.kill();
-                panic!(
-                    "`sandboxer {}` ended before printing {needle:?}:\n{}",
-                    self.args, self.seen
-                );
-            }
-            self.seen.push_str(&line);
-            if line.contains(needle) {
-                return;
-            }
-        }
-    }
-
-    /// Sends SIGINT to sandboxer (and nothing else).
-    fn interrupt(&self) {
-        require_tool("kill");
-        let status = Command::new("kill")
-            .args(["-INT", &self.child.id().to_string()])
-            .status()
-            .expect("running kill");
-        assert!(status.success(), "kill -INT {} failed", self.child.id());
-    }
-
-    /// Waits for sandboxer to exit.
-    fn finish(mut self) -> Run {
-        self.stderr
-            .read_to_string(&mut self.seen)
-            .expect("reading stderr");
-        let mut stdout = String::new();
-        self.child
-            .stdout
-            .take()
-            .expect("piped stdout")
-            .read_to_string(&mut stdout)
-            .expect("reading stdout");
-        let status = self.child.wait().expect("waiting for sandboxer");
-        Run {
-            args: self.args,
-            code: status.code(),
-            stdout,
-            stderr: self.seen,
-        }
-    }
+/// `--profiles-dir PROFILES create --profile PROFILE MORE...`: a create from a profile of the
+/// test's own.
+fn create_from_args<'a>(profiles: &'a str, profile: &'a str, more: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["--profiles-dir", profiles, "create", "--profile", profile];
+    args.extend_from_slice(more);
+    args
 }
 
-/// A finished run.
-struct Run {
-    args: String,
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
+/// A profile for the `plain-token` fixture that marks `var.token` sensitive, which the template
+/// does not.
+const PLAIN_TOKEN_PROFILE: &str = r#"id = "profile.plain-token"
+description = "token is sensitive only because this profile says so"
+extension = "ext.vm-packer"
+ttl = "1h"
+sensitive_inputs = ["var.token"]
 
-impl Run {
-    fn new(args: &[&str], output: Output) -> Self {
-        Run {
-            args: args.join(" "),
-            code: output.status.code(),
-            stdout: String::from_utf8(output.stdout).expect("stdout is UTF-8"),
-            stderr: String::from_utf8(output.stderr).expect("stderr is UTF-8"),
-        }
-    }
+[inputs]
+packer_template = "{template}/plain-token.pkr.hcl"
+vm_name = "plain"
+"var.token" = "pr0file-s3cr3t"
+"#;
 
-    fn describe(&self) -> String {
-        format!(
-            "`sandboxer {}` exited with {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-            self.args, self.code, self.stdout, self.stderr
-        )
-    }
+/// A profile for the `project` fixture that derives `vm_name` from the `project` input.
+const PROJECT_PROFILE: &str = r#"id = "profile.project-build"
+description = "vm_name derived from the project"
+extension = "ext.vm-packer"
+ttl = "2h"
 
-    fn code(self, expected: i32) -> Self {
-        assert_eq!(self.code, Some(expected), "{}", self.describe());
-        self
-    }
-
-    fn success(self) -> Self {
-        self.code(0)
-    }
-
-    /// Stdout as exactly one JSON value.
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|err| {
-            panic!("stdout is not one JSON value ({err})\n{}", self.describe())
-        })
-    }
-
-    /// The `error: ...` message sandboxer printed on stderr (after any progress), to the end.
-    fn error_message(&self) -> &str {
-        let at = if self.stderr.starts_with("error: ") {
-            0
-        } else {
-            self.stderr
-                .rfind("\nerror: ")
-                .map(|at| at + 1)
-                .unwrap_or_else(|| panic!("no `error:` line on stderr\n{}", self.describe()))
-        };
-        &self.stderr[at..]
-    }
-
-    fn assert_stderr_contains(&self, needle: &str) {
-        assert!(
-            self.stderr.contains(needle),
-            "stderr lacks {needle:?}\n{}",
-            self.describe()
-        );
-    }
-}
+[inputs]
+packer_template = "{template}/project.pkr.hcl"
+vm_name = "build-{project}"
+"#;
 
 fn sha256_file(path: &Path) -> String {
     let bytes = std::fs::read(path).unwrap_or_else(|err| panic!("{}: {err}", path.display()));
@@ -349,6 +115,20 @@ fn str_field<'a>(value: &'a Value, field: &str) -> &'a str {
     value[field]
         .as_str()
         .unwrap_or_else(|| panic!("`{field}` is not a string in {value:#}"))
+}
+
+/// Checks that stdout is sandboxer's JSON error object for `kind` and `exit_code`; returns it.
+fn assert_json_error(run: &Run, kind: &str, exit_code: i32) -> Value {
+    let error = run.json();
+    assert_eq!(error["error"], kind, "{error:#}");
+    assert_eq!(error["exit_code"], exit_code, "{error:#}");
+    error
+}
+
+/// Checks that nothing was allocated in the state dir, not even a half-made sandbox.
+fn assert_no_sandbox(sandboxer: &Sandboxer) {
+    let entries = sandboxer.sandbox_entries();
+    assert!(entries.is_empty(), "no sandbox may be created: {entries:?}");
 }
 
 /// The record's only artifact: (path, bytes, sha256).
@@ -444,12 +224,23 @@ fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
     found
 }
 
-/// Asserts that none of `secrets` appears in any file of the state dir nor in any output.
-fn assert_no_secret(sandboxer: &Sandboxer, secrets: &[&str], runs: &[&Run]) {
+/// Asserts that none of `secrets` appears in any file of the state dir, in the output of `runs`,
+/// nor in anything the read-only views print: `show` of each of `ids` and, when there are ids,
+/// `list` (each with and without `--json`).
+fn assert_no_secret(sandboxer: &Sandboxer, secrets: &[&str], ids: &[&str], runs: &[&Run]) {
+    let mut views = Vec::new();
+    for id in ids {
+        views.push(sandboxer.run(&["show", id, "--json"]).success());
+        views.push(sandboxer.run(&["show", id]).success());
+    }
+    if !ids.is_empty() {
+        views.push(sandboxer.run(&["list", "--json"]).success());
+        views.push(sandboxer.run(&["list"]).success());
+    }
     for secret in secrets {
-        let leaks = files_containing(&sandboxer.home, secret);
+        let leaks = files_containing(sandboxer.state_dir(), secret);
         assert!(leaks.is_empty(), "secret {secret:?} written to {leaks:?}");
-        for run in runs {
+        for run in runs.iter().copied().chain(&views) {
             assert!(
                 !run.stdout.contains(secret) && !run.stderr.contains(secret),
                 "secret {secret:?} printed\n{}",
@@ -459,32 +250,13 @@ fn assert_no_secret(sandboxer: &Sandboxer, secrets: &[&str], runs: &[&Run]) {
     }
 }
 
-/// Processes whose environment or command line mentions `needle` (pid and command line).
-fn processes_mentioning(needle: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    let own = std::process::id().to_string();
-    for entry in std::fs::read_dir("/proc").expect("reading /proc") {
-        let Ok(entry) = entry else { continue };
-        let pid = entry.file_name().to_string_lossy().into_owned();
-        if !pid.bytes().all(|b| b.is_ascii_digit()) || pid == own {
-            continue;
-        }
-        let read = |file: &str| std::fs::read(entry.path().join(file)).unwrap_or_default();
-        let cmdline = read("cmdline");
-        let environ = read("environ");
-        let mentions = |bytes: &[u8]| {
-            bytes
-                .split(|b| *b == 0)
-                .any(|part| String::from_utf8_lossy(part).contains(needle))
-        };
-        if mentions(&cmdline) || mentions(&environ) {
-            found.push(format!(
-                "{pid}: {}",
-                String::from_utf8_lossy(&cmdline).replace('\0', " ")
-            ));
-        }
-    }
-    found
+/// Asserts that no process (Packer, its plugins, a provisioner) of the sandbox still runs.
+fn assert_no_processes_of(id: &str) {
+    let running = processes_mentioning(id);
+    assert!(
+        running.is_empty(),
+        "processes of sandbox {id} still run: {running:#?}"
+    );
 }
 
 /// Asserts that the sandbox's Packer TMPDIR is empty or gone and nothing of its build still runs.
@@ -501,24 +273,15 @@ fn assert_no_leftovers(sandboxer: &Sandboxer, id: &str) {
             work.display()
         );
     }
-    let running = processes_mentioning(id);
-    assert!(
-        running.is_empty(),
-        "processes of sandbox {id} still run: {running:#?}"
-    );
+    assert_no_processes_of(id);
 }
 
-/// Writes a profile file into `cwd/my-profiles/` and returns that directory.
-fn write_profile(sandboxer: &Sandboxer, file: &str, text: &str) -> String {
-    let dir = sandboxer.cwd.join("my-profiles");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join(file), text).unwrap();
-    dir.to_str().unwrap().to_owned()
-}
-
-fn require_packer_and_qemu() {
-    require_tool("packer");
-    require_tool("qemu-img");
+/// Asserts that the sandbox's working directories (`work`, `output`) are gone `after` something.
+fn assert_working_dirs_gone(sandboxer: &Sandboxer, id: &str, after: &str) {
+    for dir in ["work", "output"] {
+        let path = sandboxer.sandbox_dir(id).join(dir);
+        assert!(!path.exists(), "{} survived {after}", path.display());
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -527,8 +290,7 @@ fn require_packer_and_qemu() {
 
 #[test]
 fn bundled_example_builds_an_ova_and_records_it() {
-    require_packer_and_qemu();
-    let sandboxer = Sandboxer::new();
+    let sandboxer = with_packer_and_qemu();
     let run = sandboxer
         .run(&["create", "--profile", "profile.vm-packer-build", "--json"])
         .success();
@@ -559,25 +321,20 @@ fn bundled_example_builds_an_ova_and_records_it() {
     assert!(log_text.contains(",artifact,"), "{log_text}");
 
     // The progress went to stderr, the record only to stdout.
-    run.assert_stderr_contains(&format!("sandbox {id} is ready"));
+    run.stderr_contains(&format!("sandbox {id} is ready"));
 
     // Every view of the record agrees.
     assert_eq!(sandboxer.only_record(), record, "list --json");
-    let shown = sandboxer.run(&["show", id, "--json"]).success().json();
-    assert_eq!(shown, record, "show --json");
+    assert_eq!(sandboxer.show(id), record, "show --json");
     assert_eq!(sandboxer.stored_record(id), record, "record.json");
-    let by_prefix = sandboxer
-        .run(&["show", &id[..id.len() - 2], "--json"])
-        .success()
-        .json();
-    assert_eq!(by_prefix, record, "show by unique prefix");
+    let prefix = &id[..id.len() - 2];
+    assert_eq!(sandboxer.show(prefix), record, "show by unique prefix");
 }
 
 #[test]
 fn vm_name_input_names_the_ova() {
-    require_packer_and_qemu();
-    let sandboxer = Sandboxer::new();
-    let record = sandboxer.create_json(&["vm_name=other"]);
+    let sandboxer = with_packer_and_qemu();
+    let record = create_json(&sandboxer, &["vm_name=other"]);
     assert_eq!(record["inputs"]["vm_name"], "other");
     let ova = assert_artifact_matches_file(&record, "other.ova");
     assert_is_ova(&ova, "other");
@@ -585,27 +342,24 @@ fn vm_name_input_names_the_ova() {
 
 #[test]
 fn without_json_stdout_is_just_the_id() {
-    require_packer_and_qemu();
-    let sandboxer = Sandboxer::new();
-    let run = sandboxer
-        .run(&["create", "--profile", "vm-packer-build"])
-        .success();
+    let sandboxer = with_packer_and_qemu();
+    let run = create(&sandboxer, &[], &[]).success();
     let id = run
         .stdout
         .strip_suffix('\n')
-        .expect("a newline-terminated line");
+        .expect("a newline-terminated line")
+        .to_owned();
     assert!(
         id.starts_with("sb-") && !id.contains(char::is_whitespace),
         "stdout is not just an id: {:?}",
         run.stdout
     );
     // The progress is on stderr.
-    run.assert_stderr_contains("packer build");
-    run.assert_stderr_contains(&format!("sandbox {id} is ready"));
-    let record = sandboxer.run(&["show", id, "--json"]).success().json();
-    assert_eq!(record["state"], "ready");
+    run.stderr_contains("packer build")
+        .stderr_contains(&format!("sandbox {id} is ready"));
+    assert_eq!(sandboxer.show(&id)["state"], "ready");
     // The human `show` and `list` name it too.
-    let show = sandboxer.run(&["show", id]).success();
+    let show = sandboxer.run(&["show", &id]).success();
     assert!(
         show.stdout
             .lines()
@@ -613,13 +367,8 @@ fn without_json_stdout_is_just_the_id() {
         "{}",
         show.describe()
     );
-    assert!(
-        show.stdout.contains("example-vm.ova"),
-        "{}",
-        show.describe()
-    );
-    let list = sandboxer.run(&["list"]).success();
-    assert!(list.stdout.contains(id), "{}", list.describe());
+    show.stdout_contains("example-vm.ova");
+    sandboxer.run(&["list"]).success().stdout_contains(&id);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -628,19 +377,20 @@ fn without_json_stdout_is_just_the_id() {
 
 #[test]
 fn teardown_keeps_the_ova_and_is_idempotent() {
-    require_packer_and_qemu();
-    let sandboxer = Sandboxer::new();
-    let record = sandboxer.create_json(&[]);
+    let sandboxer = with_packer_and_qemu();
+    let record = create_json(&sandboxer, &[]);
     let id = str_field(&record, "id").to_owned();
     let (built_path, built_bytes, built_sha) = only_artifact(&record);
 
-    let run = sandboxer.run(&["teardown", &id, "--json"]).success();
-    let torn = run.json();
-    run.assert_stderr_contains("torn down");
+    let torn = sandboxer
+        .run(&["teardown", &id, "--json"])
+        .success()
+        .stderr_contains("torn down")
+        .json();
     assert_eq!(torn["state"], "torn-down", "{torn:#}");
 
     let kept = sandboxer
-        .home
+        .state_dir()
         .join("artifacts")
         .join(&id)
         .join("example-vm.ova");
@@ -655,36 +405,32 @@ fn teardown_keeps_the_ova_and_is_idempotent() {
         "the kept OVA is the built one"
     );
     assert_is_ova(&kept, "example-vm");
-
-    for dir in ["work", "output"] {
-        let path = sandboxer.sandbox_dir(&id).join(dir);
-        assert!(!path.exists(), "{} survived teardown", path.display());
-    }
+    assert_working_dirs_gone(&sandboxer, &id, "teardown");
 
     // Again: nothing to do, not an error.
-    let again = sandboxer.run(&["teardown", &id]).success();
-    again.assert_stderr_contains("already");
+    sandboxer
+        .run(&["teardown", &id])
+        .success()
+        .stderr_contains("already");
     assert_eq!(sandboxer.stored_record(&id)["state"], "torn-down");
 
     // The record stays readable.
-    let shown = sandboxer.run(&["show", &id, "--json"]).success().json();
-    assert_eq!(shown, torn);
+    assert_eq!(sandboxer.show(&id), torn);
     assert_eq!(sandboxer.only_record(), torn);
     sandboxer.run(&["show", &id]).success();
 }
 
 #[test]
 fn teardown_keeps_the_ova_when_the_state_dir_is_reached_through_a_symlink() {
-    require_packer_and_qemu();
-    let sandboxer = Sandboxer::new();
-    let real = sandboxer.root.join("real-state");
+    let sandboxer = with_packer_and_qemu();
+    let real = sandboxer.root().join("real-state");
     std::fs::create_dir_all(&real).unwrap();
-    let link = sandboxer.root.join("state-link");
+    let link = sandboxer.root().join("state-link");
     std::os::unix::fs::symlink(&real, &link).unwrap();
     // SANDBOXER_HOME names the symlink, as a home directory on a symlinked disk would.
-    let sandboxer = sandboxer.home(link);
+    let sandboxer = sandboxer.with_state_dir(link);
 
-    let record = sandboxer.create_json(&[]);
+    let record = create_json(&sandboxer, &[]);
     let id = str_field(&record, "id").to_owned();
     let (_, _, built_sha) = only_artifact(&record);
 
@@ -709,10 +455,9 @@ fn teardown_keeps_the_ova_when_the_state_dir_is_reached_through_a_symlink() {
 
 #[test]
 fn failing_build_quotes_packer_and_records_the_failure() {
-    require_tool("packer");
-    let sandboxer = Sandboxer::new();
-    let template = sandboxer.fixture("fail");
-    let template = format!("packer_template={template}/fail.pkr.hcl");
+    let sandboxer = with_packer();
+    let template = template_input(&sandboxer, "fail", "fail.pkr.hcl");
+    // Spelled out (long `--input`), as a user would type it.
     let args = [
         "create",
         "--profile",
@@ -730,18 +475,12 @@ fn failing_build_quotes_packer_and_records_the_failure() {
     let record = sandboxer.only_record();
     let id = str_field(&record, "id").to_owned();
     let log = str_field(&record, "log").to_owned();
-    let message = run.error_message();
-    assert!(
-        message.contains("Script exited with non-zero exit status: 1"),
-        "Packer's error line is quoted: {message}"
-    );
-    assert!(
-        message.contains(&format!("sandbox {id} failed")),
-        "{message}"
-    );
-    assert!(message.contains(&log), "the log path is named: {message}");
-    // The provisioner's own explanation reached the person watching.
-    run.assert_stderr_contains("fixture: disk quota exceeded while writing the image");
+    // Packer's error line is quoted, and the log path named.
+    run.error_contains("Script exited with non-zero exit status: 1")
+        .error_contains(&format!("sandbox {id} failed"))
+        .error_contains(&log)
+        // The provisioner's own explanation reached the person watching.
+        .stderr_contains("fixture: disk quota exceeded while writing the image");
 
     assert_eq!(record["state"], "failed", "{record:#}");
     let reason = record["state_reason"].as_str().unwrap_or_default();
@@ -755,23 +494,18 @@ fn failing_build_quotes_packer_and_records_the_failure() {
     );
     assert_no_leftovers(&sandboxer, &id);
     // The default on_failure is cleanup: the working files go, the log stays.
-    for dir in ["work", "output"] {
-        let path = sandboxer.sandbox_dir(&id).join(dir);
-        assert!(!path.exists(), "{} survived a failed build", path.display());
-    }
+    assert_working_dirs_gone(&sandboxer, &id, "a failed build");
 
     // With --json (and --quiet), the error object is the only thing on stdout.
     let json_args = [&args[..], &["--json", "--quiet"]].concat();
     let run = sandboxer.run(&json_args).code(1);
-    let error = run.json();
+    let error = assert_json_error(&run, "failed", 1);
     let object = error.as_object().expect("an error object");
     assert_eq!(
         object.keys().map(String::as_str).collect::<BTreeSet<_>>(),
         BTreeSet::from(["error", "message", "exit_code"]),
         "{error:#}"
     );
-    assert_eq!(error["error"], "failed");
-    assert_eq!(error["exit_code"], 1);
     let message = str_field(&error, "message");
     assert!(
         message.contains("Script exited with non-zero exit status: 1"),
@@ -791,24 +525,10 @@ fn failing_build_quotes_packer_and_records_the_failure() {
 
 #[test]
 fn on_failure_keep_keeps_what_the_failed_build_wrote() {
-    require_tool("packer");
-    let sandboxer = Sandboxer::new();
-    let template = sandboxer.fixture("fail");
-    let template = format!("packer_template={template}/fail.pkr.hcl");
-    let run = sandboxer
-        .run(&[
-            "create",
-            "--profile",
-            "vm-packer-build",
-            "-q",
-            "--on-failure",
-            "keep",
-            "-i",
-            &template,
-            "-i",
-            "vm_name=kept",
-        ])
-        .code(1);
+    let sandboxer = with_packer();
+    let template = template_input(&sandboxer, "fail", "fail.pkr.hcl");
+    let options = ["-q", "--on-failure", "keep"];
+    let run = create(&sandboxer, &options, &[&template, "vm_name=kept"]).code(1);
     let record = sandboxer.only_record();
     assert_eq!(record["state"], "failed", "{record:#}\n{}", run.describe());
     let id = str_field(&record, "id");
@@ -817,11 +537,7 @@ fn on_failure_keep_keeps_what_the_failed_build_wrote() {
     let log = std::fs::read_to_string(str_field(&record, "log")).unwrap();
     assert!(log.contains("-on-error=abort"), "{log}");
     // Packer's processes are gone all the same.
-    let running = processes_mentioning(id);
-    assert!(
-        running.is_empty(),
-        "processes of sandbox {id} still run: {running:#?}"
-    );
+    assert_no_processes_of(id);
     // A teardown removes what was kept.
     sandboxer.run(&["teardown", id]).success();
     assert!(!partial.exists());
@@ -829,20 +545,9 @@ fn on_failure_keep_keeps_what_the_failed_build_wrote() {
 
 #[test]
 fn failed_record_reason_quotes_packer() {
-    require_tool("packer");
-    let sandboxer = Sandboxer::new();
-    let template = sandboxer.fixture("fail");
-    let template = format!("packer_template={template}/fail.pkr.hcl");
-    sandboxer
-        .run(&[
-            "create",
-            "--profile",
-            "vm-packer-build",
-            "-q",
-            "-i",
-            &template,
-        ])
-        .code(1);
+    let sandboxer = with_packer();
+    let template = template_input(&sandboxer, "fail", "fail.pkr.hcl");
+    create(&sandboxer, &["-q"], &[&template]).code(1);
     let record = sandboxer.only_record();
     let reason = str_field(&record, "state_reason");
     assert!(
@@ -853,30 +558,14 @@ fn failed_record_reason_quotes_packer() {
 
 #[test]
 fn syntax_error_keeps_packers_file_and_line() {
-    require_tool("packer");
-    let sandboxer = Sandboxer::new();
-    let template = sandboxer.fixture("syntax-error");
-    let template = format!("packer_template={template}/broken.pkr.hcl");
-    let run = sandboxer
-        .run(&[
-            "create",
-            "--profile",
-            "vm-packer-build",
-            "-q",
-            "--input",
-            &template,
-        ])
-        .code(1);
-    let message = run.error_message();
-    assert!(
-        message.contains("broken.pkr.hcl line 7"),
-        "file and line: {message}"
-    );
-    assert!(
-        message.contains("this line is not valid hcl"),
-        "the offending line: {message}"
-    );
-    assert!(message.contains("Invalid block definition"), "{message}");
+    let sandboxer = with_packer();
+    let template = template_input(&sandboxer, "syntax-error", "broken.pkr.hcl");
+    // File and line, the offending line, and Packer's diagnosis.
+    create(&sandboxer, &["-q"], &[&template])
+        .code(1)
+        .error_contains("broken.pkr.hcl line 7")
+        .error_contains("this line is not valid hcl")
+        .error_contains("Invalid block definition");
     assert_eq!(sandboxer.only_record()["state"], "failed");
 }
 
@@ -884,129 +573,71 @@ fn syntax_error_keeps_packers_file_and_line() {
 // 5. Sensitive values
 // ---------------------------------------------------------------------------------------------
 
-/// Runs every read-only view of the state dir, so that the secret checks cover them all.
-fn all_views(sandboxer: &Sandboxer, id: &str) -> Vec<Run> {
-    vec![
-        sandboxer.run(&["show", id, "--json"]).success(),
-        sandboxer.run(&["show", id]).success(),
-        sandboxer.run(&["list", "--json"]).success(),
-        sandboxer.run(&["list"]).success(),
-    ]
-}
-
 #[test]
 fn sensitive_template_variable_never_leaves_packer() {
-    require_tool("packer");
-    let sandboxer = Sandboxer::new();
-    let template = sandboxer.fixture("sensitive");
-    let template = format!("packer_template={template}/sensitive.pkr.hcl");
+    let sandboxer = with_packer();
+    let template = template_input(&sandboxer, "sensitive", "sensitive.pkr.hcl");
     // Two parts around a comma, which Packer escapes in machine-readable output.
     let secrets = ["s3cr3t-value", "second-half"];
     let token = format!("var.token={},{}", secrets[0], secrets[1]);
-    let create = sandboxer
-        .run(&[
-            "create",
-            "--profile",
-            "vm-packer-build",
-            "-i",
-            &template,
-            "-i",
-            "vm_name=sec",
-            "-i",
-            &token,
-        ])
-        .success();
-    let id = create.stdout.trim().to_owned();
-
     // The build did echo it (so the redaction was put to work), and the redaction shows.
-    create.assert_stderr_contains("token=<redacted>");
-    create.assert_stderr_contains("stderr-token=<redacted>");
-    let record = sandboxer.stored_record(&id);
+    let created = create(&sandboxer, &[], &[&template, "vm_name=sec", &token])
+        .success()
+        .stderr_contains("token=<redacted>")
+        .stderr_contains("stderr-token=<redacted>");
+    let id = created.stdout.trim();
+
+    let record = sandboxer.stored_record(id);
     assert_eq!(record["inputs"]["var.token"], "<redacted>", "{record:#}");
     let log = std::fs::read_to_string(str_field(&record, "log")).unwrap();
     assert!(log.contains("-var token=<redacted>"), "{log}");
     assert!(log.contains("token=<redacted>\n"), "{log}");
 
-    let views = all_views(&sandboxer, &id);
-    let mut runs: Vec<&Run> = views.iter().collect();
-    runs.push(&create);
-    assert_no_secret(&sandboxer, &secrets, &runs);
+    assert_no_secret(&sandboxer, &secrets, &[id], &[&created]);
 }
 
 #[test]
 fn profile_sensitive_inputs_hide_a_variable_the_template_does_not_mark() {
-    require_tool("packer");
-    let sandboxer = Sandboxer::new();
-    let template = sandboxer.fixture("plain-token");
-    let profiles = write_profile(
-        &sandboxer,
-        "plain.toml",
-        &format!(
-            r#"id = "profile.plain-token"
-description = "token is sensitive only because this profile says so"
-extension = "ext.vm-packer"
-ttl = "1h"
-sensitive_inputs = ["var.token"]
-
-[inputs]
-packer_template = "{template}/plain-token.pkr.hcl"
-vm_name = "plain"
-"var.token" = "pr0file-s3cr3t"
-"#
-        ),
-    );
-    let base = [
-        "--profiles-dir",
-        &profiles,
-        "create",
-        "--profile",
-        "plain-token",
-    ];
+    let sandboxer = with_packer();
+    let profiles = write_fixture_profile(&sandboxer, "plain-token", PLAIN_TOKEN_PROFILE);
 
     // The profile's own value.
-    let from_profile = sandboxer.run(&base).success();
-    from_profile.assert_stderr_contains("token=<redacted>");
-    let first = from_profile.stdout.trim().to_owned();
+    let from_profile = sandboxer
+        .run(&create_from_args(&profiles, "plain-token", &[]))
+        .success()
+        .stderr_contains("token=<redacted>");
+    let first = from_profile.stdout.trim();
 
     // A value given on the command line.
-    let cli = [&base[..], &["--input", "var.token=cl1-s3cr3t"]].concat();
-    let from_cli = sandboxer.run(&cli).success();
-    from_cli.assert_stderr_contains("token=<redacted>");
-    let second = from_cli.stdout.trim().to_owned();
+    let cli = ["--input", "var.token=cl1-s3cr3t"];
+    let cli = create_from_args(&profiles, "plain-token", &cli);
+    let from_cli = sandboxer
+        .run(&cli)
+        .success()
+        .stderr_contains("token=<redacted>");
+    let second = from_cli.stdout.trim();
 
-    for id in [&first, &second] {
+    for id in [first, second] {
         let record = sandboxer.stored_record(id);
         assert_eq!(record["state"], "ready");
         assert_eq!(record["inputs"]["var.token"], "<redacted>", "{record:#}");
     }
-    let mut views = all_views(&sandboxer, &first);
-    views.extend(all_views(&sandboxer, &second));
-    views.push(
-        sandboxer
-            .run(&[
-                "--profiles-dir",
-                &profiles,
-                "profiles",
-                "show",
-                "plain-token",
-            ])
-            .success(),
+    let show_profile = [
+        "--profiles-dir",
+        &profiles,
+        "profiles",
+        "show",
+        "plain-token",
+    ];
+    let shown = sandboxer.run(&show_profile).success();
+    let shown_json = [&show_profile[..], &["--json"]].concat();
+    let shown_json = sandboxer.run(&shown_json).success();
+    assert_no_secret(
+        &sandboxer,
+        &["pr0file-s3cr3t", "cl1-s3cr3t"],
+        &[first, second],
+        &[&from_profile, &from_cli, &shown, &shown_json],
     );
-    views.push(
-        sandboxer
-            .run(&[
-                "--profiles-dir",
-                &profiles,
-                "profiles",
-                "show",
-                "plain-token",
-                "--json",
-            ])
-            .success(),
-    );
-    let mut runs: Vec<&Run> = views.iter().collect();
-    runs.extend([&from_profile, &from_cli]);
-    assert_no_secret(&sandboxer, &["pr0file-s3cr3t", "cl1-s3cr3t"], &runs);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1017,8 +648,8 @@ vm_name = "plain"
 fn undeclared_variable_is_refused_before_packer_runs() {
     let sandboxer = Sandboxer::new();
     // A stand-in Packer that leaves a mark if anyone runs it.
-    let marker = sandboxer.root.join("packer-was-run");
-    let fake = sandboxer.root.join("fake-packer");
+    let marker = sandboxer.root().join("packer-was-run");
+    let fake = sandboxer.root().join("fake-packer");
     std::fs::write(
         &fake,
         format!("#!/bin/sh\ntouch '{}'\nexit 1\n", marker.display()),
@@ -1029,76 +660,31 @@ fn undeclared_variable_is_refused_before_packer_runs() {
         std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
     let sandboxer = sandboxer.env("SANDBOXER_PACKER", &fake);
-    let template = sandboxer.fixture("sensitive");
-    let template = format!("packer_template={template}/sensitive.pkr.hcl");
+    let template = template_input(&sandboxer, "sensitive", "sensitive.pkr.hcl");
 
-    let run = sandboxer
-        .run(&[
-            "create",
-            "--profile",
-            "vm-packer-build",
-            "-i",
-            &template,
-            "-i",
-            "var.tokn=x",
-        ])
-        .code(2);
-    let message = run.error_message();
-    assert!(message.contains("declares no variable `tokn`"), "{message}");
-    assert!(message.contains("did you mean `var.token`?"), "{message}");
-    assert!(
-        message.contains("(declared: output_directory, token, vm_name)"),
-        "the declared variables are listed: {message}"
-    );
+    // The nearest declared name is suggested, and the declared variables are listed.
+    create(&sandboxer, &[], &[&template, "var.tokn=x"])
+        .code(2)
+        .error_contains("declares no variable `tokn`")
+        .error_contains("did you mean `var.token`?")
+        .error_contains("(declared: output_directory, token, vm_name)");
 
     // Variables sandboxer sets itself are refused too, pointing at the right input.
-    let run = sandboxer
-        .run(&[
-            "create",
-            "--profile",
-            "vm-packer-build",
-            "-i",
-            &template,
-            "-i",
-            "var.vm_name=x",
-        ])
-        .code(2);
-    assert!(
-        run.error_message()
-            .contains("use the `vm_name` input instead"),
-        "{}",
-        run.describe()
-    );
+    create(&sandboxer, &[], &[&template, "var.vm_name=x"])
+        .code(2)
+        .error_contains("use the `vm_name` input instead");
 
     // Same for a legacy JSON template.
-    let legacy = sandboxer.fixture("legacy");
-    let legacy = format!("packer_template={legacy}/legacy.json");
-    let run = sandboxer
-        .run(&[
-            "create",
-            "--profile",
-            "vm-packer-build",
-            "--json",
-            "-i",
-            &legacy,
-            "-i",
-            "var.nope=1",
-        ])
-        .code(2);
-    let error = run.json();
-    assert_eq!(error["error"], "usage", "{error:#}");
-    assert_eq!(error["exit_code"], 2);
+    let legacy = template_input(&sandboxer, "legacy", "legacy.json");
+    let run = create(&sandboxer, &["--json"], &[&legacy, "var.nope=1"]).code(2);
+    let error = assert_json_error(&run, "usage", 2);
     assert!(str_field(&error, "message").contains("declared: output_directory, token, vm_name"));
 
     assert!(
         !marker.exists(),
         "packer ran although the input was refused"
     );
-    assert!(
-        sandboxer.sandbox_entries().is_empty(),
-        "no sandbox may be created: {:?}",
-        sandboxer.sandbox_entries()
-    );
+    assert_no_sandbox(&sandboxer);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1107,50 +693,36 @@ fn undeclared_variable_is_refused_before_packer_runs() {
 
 #[test]
 fn legacy_json_template_builds_and_hides_its_sensitive_variables() {
-    require_tool("packer");
-    let sandboxer = Sandboxer::new();
-    let template = sandboxer.fixture("legacy");
-    let template = format!("packer_template={template}/legacy.json");
-    let create = sandboxer
-        .run(&[
-            "create",
-            "--profile",
-            "vm-packer-build",
-            "--json",
-            "-i",
-            &template,
-            "-i",
-            "vm_name=old-style",
-            "-i",
-            "var.token=l3gacy-s3cr3t",
-        ])
-        .success();
-    let record = create.json();
+    let sandboxer = with_packer();
+    let template = template_input(&sandboxer, "legacy", "legacy.json");
+    let inputs = [
+        template.as_str(),
+        "vm_name=old-style",
+        "var.token=l3gacy-s3cr3t",
+    ];
+    let created = create(&sandboxer, &["--json"], &inputs).success();
+    let record = created.json();
     assert_eq!(record["state"], "ready", "{record:#}");
     let ova = assert_artifact_matches_file(&record, "old-style.ova");
     assert_eq!(std::fs::read_to_string(ova).unwrap(), "legacy-image\n");
     // `sensitive-variables` marks it, as `sensitive = true` does in HCL2.
     assert_eq!(record["inputs"]["var.token"], "<redacted>");
-    create.assert_stderr_contains("token=<redacted>");
+    let created = created.stderr_contains("token=<redacted>");
     let id = str_field(&record, "id");
-    let views = all_views(&sandboxer, id);
-    let mut runs: Vec<&Run> = views.iter().collect();
-    runs.push(&create);
-    assert_no_secret(&sandboxer, &["l3gacy-s3cr3t"], &runs);
+    assert_no_secret(&sandboxer, &["l3gacy-s3cr3t"], &[id], &[&created]);
 }
 
 #[test]
 fn directory_template_builds() {
-    require_tool("packer");
-    let sandboxer = Sandboxer::new();
+    let sandboxer = with_packer();
     let template = sandboxer.fixture("dir-template");
-    let record =
-        sandboxer.create_json(&[&format!("packer_template={template}"), "vm_name=from-dir"]);
+    let input = format!("packer_template={template}");
+    let record = create_json(&sandboxer, &[&input, "vm_name=from-dir"]);
     assert_eq!(record["state"], "ready");
     let ova = assert_artifact_matches_file(&record, "from-dir.ova");
     assert_eq!(std::fs::read_to_string(ova).unwrap(), "dir-image\n");
     // A trailing slash names the same directory.
-    let record = sandboxer.create_json(&[&format!("packer_template={template}/"), "vm_name=slash"]);
+    let record = create_json(&sandboxer, &[&format!("{input}/"), "vm_name=slash"]);
     assert_artifact_matches_file(&record, "slash.ova");
 }
 
@@ -1161,80 +733,42 @@ fn directory_template_builds() {
 #[test]
 fn attach_mode_is_not_available_yet() {
     let sandboxer = Sandboxer::new();
-    let run = sandboxer
-        .run(&[
-            "create",
-            "--profile",
-            "vm-packer-build",
-            "--input",
-            "mode=attach",
-        ])
-        .code(2);
-    assert!(
-        run.error_message().contains("not available yet"),
-        "{}",
-        run.describe()
-    );
-    let run = sandboxer
-        .run(&[
-            "create",
-            "--profile",
-            "vm-packer-build",
-            "--json",
-            "--input",
-            "mode=attach",
-        ])
-        .code(2);
-    assert_eq!(run.json()["error"], "usage");
-    assert!(sandboxer.sandbox_entries().is_empty());
+    create(&sandboxer, &[], &["mode=attach"])
+        .code(2)
+        .error_contains("not available yet");
+    let run = create(&sandboxer, &["--json"], &["mode=attach"]).code(2);
+    assert_json_error(&run, "usage", 2);
+    assert_no_sandbox(&sandboxer);
 }
 
 #[test]
 fn unknown_input_suggests_the_nearest_name() {
     let sandboxer = Sandboxer::new();
-    let run = sandboxer
-        .run(&[
-            "create",
-            "--profile",
-            "vm-packer-build",
-            "--input",
-            "vm_nmae=x",
-        ])
-        .code(2);
-    let message = run.error_message();
-    assert!(message.contains("unknown input `vm_nmae`"), "{message}");
-    assert!(message.contains("did you mean `vm_name`?"), "{message}");
-    assert!(sandboxer.sandbox_entries().is_empty());
+    create(&sandboxer, &[], &["vm_nmae=x"])
+        .code(2)
+        .error_contains("unknown input `vm_nmae`")
+        .error_contains("did you mean `vm_name`?");
+    assert_no_sandbox(&sandboxer);
 }
 
 #[test]
 fn missing_packer_is_a_clear_usage_error() {
     let sandboxer = Sandboxer::new().env("SANDBOXER_PACKER", "/nonexistent/packer");
-    let run = sandboxer
-        .run(&["create", "--profile", "vm-packer-build"])
-        .code(2);
-    let message = run.error_message();
-    assert!(
-        message.contains("SANDBOXER_PACKER=/nonexistent/packer"),
-        "{message}"
-    );
-    assert!(message.contains("not an executable"), "{message}");
-    assert!(sandboxer.sandbox_entries().is_empty());
+    create(&sandboxer, &[], &[])
+        .code(2)
+        .error_contains("SANDBOXER_PACKER=/nonexistent/packer")
+        .error_contains("not an executable");
+    assert_no_sandbox(&sandboxer);
 
-    // No SANDBOXER_PACKER and no packer on PATH.
-    let empty_bin = sandboxer.root.join("empty-bin");
+    // No SANDBOXER_PACKER and no packer on PATH: the error says how to point at one.
+    let empty_bin = sandboxer.root().join("empty-bin");
     std::fs::create_dir_all(&empty_bin).unwrap();
     let without_packer = Sandboxer::new().env("PATH", &empty_bin);
-    let run = without_packer
-        .run(&["create", "--profile", "vm-packer-build"])
-        .code(2);
-    let message = run.error_message();
-    assert!(message.contains("`packer` not found on PATH"), "{message}");
-    assert!(
-        message.contains("SANDBOXER_PACKER"),
-        "says how to point at one: {message}"
-    );
-    assert!(without_packer.sandbox_entries().is_empty());
+    create(&without_packer, &[], &[])
+        .code(2)
+        .error_contains("`packer` not found on PATH")
+        .error_contains("SANDBOXER_PACKER");
+    assert_no_sandbox(&without_packer);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1243,18 +777,15 @@ fn missing_packer_is_a_clear_usage_error() {
 
 #[test]
 fn relative_template_resolves_from_cwd_and_builds_in_its_own_directory() {
-    require_tool("packer");
-    let sandboxer = Sandboxer::new();
+    let sandboxer = with_packer();
     // cwd/templates/relative/{relative.pkr.hcl,payload.txt}; sandboxer runs in cwd, so the
     // template's `cp payload.txt ...` works only if Packer runs in the template's directory.
     let template = sandboxer.fixture("relative");
-    let payload = sandboxer.cwd.join(&template).join("payload.txt");
-    assert!(!sandboxer.cwd.join("payload.txt").exists());
+    let payload = sandboxer.cwd().join(&template).join("payload.txt");
+    assert!(!sandboxer.cwd().join("payload.txt").exists());
 
-    let record = sandboxer.create_json(&[
-        &format!("packer_template={template}/relative.pkr.hcl"),
-        "vm_name=rel",
-    ]);
+    let input = format!("packer_template={template}/relative.pkr.hcl");
+    let record = create_json(&sandboxer, &[&input, "vm_name=rel"]);
     let ova = assert_artifact_matches_file(&record, "rel.ova");
     assert_eq!(sha256_file(&ova), sha256_file(&payload));
     // The record keeps the input as given.
@@ -1264,92 +795,40 @@ fn relative_template_resolves_from_cwd_and_builds_in_its_own_directory() {
     );
 
     // The same relative path from another directory does not exist there: a usage error that
-    // says where relative paths are resolved from.
-    let elsewhere = sandboxer.cwd.join("templates");
-    let run = sandboxer
-        .command(&[
-            "create",
-            "--profile",
-            "vm-packer-build",
-            "-i",
-            &format!("packer_template={template}/relative.pkr.hcl"),
-        ])
-        .current_dir(&elsewhere)
-        .output()
-        .unwrap();
-    let run = Run::new(&["create (from cwd/templates)"], run).code(2);
-    let message = run.error_message();
-    assert!(message.contains("cannot read"), "{message}");
-    assert!(
-        message.contains(elsewhere.to_str().unwrap()),
-        "names the directory: {message}"
-    );
+    // names the directory relative paths are resolved from.
+    let elsewhere = sandboxer.cwd().join("templates");
+    sandboxer
+        .run_in(&elsewhere, &create_args(&[], &[&input]))
+        .code(2)
+        .error_contains("cannot read")
+        .error_contains(elsewhere.to_str().unwrap());
 
     // An absolute path works from anywhere.
-    let absolute = sandboxer.cwd.join(&template).join("relative.pkr.hcl");
-    let run = sandboxer
-        .command(&[
-            "create",
-            "--profile",
-            "vm-packer-build",
-            "--json",
-            "-q",
-            "-i",
-            &format!("packer_template={}", absolute.display()),
-            "-i",
-            "vm_name=abs",
-        ])
-        .current_dir(&sandboxer.root)
-        .output()
-        .unwrap();
-    let record = Run::new(&["create (absolute template)"], run)
-        .success()
-        .json();
+    let absolute = sandboxer.cwd().join(&template).join("relative.pkr.hcl");
+    let absolute = format!("packer_template={}", absolute.display());
+    let args = create_args(&["--json", "-q"], &[&absolute, "vm_name=abs"]);
+    let record = sandboxer.run_in(sandboxer.root(), &args).success().json();
     let ova = assert_artifact_matches_file(&record, "abs.ova");
     assert_eq!(sha256_file(&ova), sha256_file(&payload));
 }
 
 #[test]
 fn project_input_reaches_only_templates_that_declare_it() {
-    require_packer_and_qemu();
-    let sandboxer = Sandboxer::new();
-    let template = sandboxer.fixture("project");
-    let profiles = write_profile(
-        &sandboxer,
-        "project.toml",
-        &format!(
-            r#"id = "profile.project-build"
-description = "vm_name derived from the project"
-extension = "ext.vm-packer"
-ttl = "2h"
-
-[inputs]
-packer_template = "{template}/project.pkr.hcl"
-vm_name = "build-{{project}}"
-"#
-        ),
+    let sandboxer = with_packer_and_qemu();
+    let profiles = write_fixture_profile(&sandboxer, "project", PROJECT_PROFILE);
+    let args = create_from_args(
+        &profiles,
+        "project-build",
+        &["--json", "-q", "-i", "project=web"],
     );
-    let record = sandboxer
-        .run(&[
-            "--profiles-dir",
-            &profiles,
-            "create",
-            "--profile",
-            "project-build",
-            "--json",
-            "-q",
-            "-i",
-            "project=web",
-        ])
-        .success()
-        .json();
+    let record = sandboxer.run(&args).success().json();
     assert_eq!(record["inputs"]["vm_name"], "build-web", "{record:#}");
     assert_eq!(record["inputs"]["project"], "web");
     let ova = assert_artifact_matches_file(&record, "build-web.ova");
     assert_eq!(std::fs::read_to_string(ova).unwrap(), "project=web\n");
 
     // The bundled example declares no `project`: it is not passed, and the build succeeds.
-    let record = sandboxer.create_json(&["project=web"]);
+    let record = create_json(&sandboxer, &["project=web"]);
     assert_eq!(record["state"], "ready");
     let log = std::fs::read_to_string(str_field(&record, "log")).unwrap();
     assert!(!log.contains("-var project="), "{log}");
@@ -1361,20 +840,17 @@ vm_name = "build-{{project}}"
 
 #[test]
 fn successful_builds_leave_no_temp_files_or_processes() {
-    require_packer_and_qemu();
-    let sandboxer = Sandboxer::new();
+    let sandboxer = with_packer_and_qemu();
     // The bundled example (a post-processor script) ...
-    let record = sandboxer.create_json(&[]);
+    let record = create_json(&sandboxer, &[]);
     assert_no_leftovers(&sandboxer, str_field(&record, "id"));
     // ... and a template whose inline provisioner Packer writes to a temp script.
     let template = sandboxer.fixture("sensitive");
-    let record = sandboxer.create_json(&[
-        &format!("packer_template={template}/sensitive.pkr.hcl"),
-        "var.token=t",
-    ]);
+    let input = format!("packer_template={template}/sensitive.pkr.hcl");
+    let record = create_json(&sandboxer, &[&input, "var.token=t"]);
     assert_no_leftovers(&sandboxer, str_field(&record, "id"));
     // Nothing was written next to the template.
-    let mut beside: Vec<String> = std::fs::read_dir(sandboxer.cwd.join(&template))
+    let mut beside: Vec<String> = std::fs::read_dir(sandboxer.cwd().join(&template))
         .unwrap()
         .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
@@ -1382,38 +858,25 @@ fn successful_builds_leave_no_temp_files_or_processes() {
     assert_eq!(beside, ["sensitive.pkr.hcl"]);
 }
 
-/// Starts a build of the `gate` fixture and returns once its provisioner runs, with the path
-/// that opens the gate.
-fn start_gated_build(sandboxer: &Sandboxer, extra: &[&str]) -> (Running, PathBuf, String) {
-    let template = sandboxer.fixture("gate");
-    let gate = sandboxer.root.join("gate-open");
-    let mut args: Vec<String> = [
-        "create",
-        "--profile",
-        "vm-packer-build",
-        "--json",
-        "-i",
-        &format!("packer_template={template}/gate.pkr.hcl"),
-        "-i",
-        &format!("var.gate={}", gate.display()),
-    ]
-    .map(str::to_owned)
-    .to_vec();
-    args.extend(extra.iter().map(|arg| (*arg).to_owned()));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut running = sandboxer.spawn(&args);
-    running.wait_for("build started");
+/// Starts a build of the `gate` fixture with `inputs` and returns once its provisioner runs,
+/// with the path that opens the gate and the sandbox's id.
+fn start_gated_build(sandboxer: &Sandboxer, inputs: &[&str]) -> (Running, PathBuf, String) {
+    let template = template_input(sandboxer, "gate", "gate.pkr.hcl");
+    let gate = sandboxer.root().join("gate-open");
+    let gate_input = format!("var.gate={}", gate.display());
+    let inputs = [&[template.as_str(), &gate_input][..], inputs].concat();
+    let mut running = sandboxer.start(&create_args(&["--json"], &inputs));
+    running.wait_for_stderr("build started");
     let id = str_field(&sandboxer.only_record(), "id").to_owned();
     (running, gate, id)
 }
 
 #[test]
 fn sigint_cancels_the_build_and_everything_it_started() {
-    require_tool("packer");
-    let sandboxer = Sandboxer::new();
+    let sandboxer = with_packer();
     let secret = "g4te-s3cr3t";
     let token = format!("var.token={secret}");
-    let (running, _gate, id) = start_gated_build(&sandboxer, &["-i", &token]);
+    let (running, _gate, id) = start_gated_build(&sandboxer, &[&token]);
     let record = sandboxer.stored_record(&id);
     assert_eq!(record["state"], "provisioning", "{record:#}");
     assert!(
@@ -1422,13 +885,13 @@ fn sigint_cancels_the_build_and_everything_it_started() {
     );
 
     // The gate stays shut: only the interrupt can end this build.
-    running.interrupt();
-    let run = running.finish().code(130);
-    let error = run.json();
-    assert_eq!(error["error"], "interrupted", "{error:#}");
-    assert_eq!(error["exit_code"], 130);
+    signal(running.id(), "INT");
+    let run = running
+        .finish()
+        .code(130)
+        .stderr_contains("token=<redacted>");
+    assert_json_error(&run, "interrupted", 130);
     assert!(!run.stderr.contains("gate opened"), "{}", run.describe());
-    run.assert_stderr_contains("token=<redacted>");
 
     let record = sandboxer.stored_record(&id);
     assert_eq!(record["state"], "cancelled", "{record:#}");
@@ -1439,21 +902,15 @@ fn sigint_cancels_the_build_and_everything_it_started() {
     assert!(record["owner"].is_null(), "{record:#}");
     // Packer, its plugins and the provisioner's shell loop are all gone, and so are the
     // temporary scripts Packer wrote (with the token in them) into its TMPDIR.
-    let running = processes_mentioning(&id);
-    assert!(
-        running.is_empty(),
-        "processes of sandbox {id} still run: {running:#?}"
-    );
     assert_no_leftovers(&sandboxer, &id);
-    assert_no_secret(&sandboxer, &[secret], &[&run]);
+    assert_no_secret(&sandboxer, &[secret], &[], &[&run]);
     sandboxer.run(&["teardown", &id]).success();
 }
 
 #[test]
 fn successful_build_clears_what_packer_left_in_its_tmpdir() {
-    require_tool("packer");
-    let sandboxer = Sandboxer::new();
-    let (running, gate, id) = start_gated_build(&sandboxer, &["-i", "vm_name=gated"]);
+    let sandboxer = with_packer();
+    let (running, gate, id) = start_gated_build(&sandboxer, &["vm_name=gated"]);
     // Stand in for what Packer sometimes leaves in its TMPDIR (temp scripts, plugin sockets).
     let work = sandboxer.sandbox_dir(&id).join("work");
     std::fs::write(work.join("packer-shell-left-behind"), "echo token=secret\n").unwrap();

@@ -1,22 +1,37 @@
-//! A harness for running the real `sandboxer` binary in a throwaway state dir and cwd.
+//! A harness for running the real `sandboxer` binary in a throwaway state dir, cwd, config dir
+//! and `HOME`, so that neither the user's configuration nor another test can leak in.
 
 #![allow(dead_code)] // each test binary uses a different part of it
 
+use std::io::{BufRead as _, BufReader, Read as _};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, ChildStderr, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tempfile::TempDir;
 
-/// Fails the test, naming the tool, when it is missing: a test never skips silently.
+/// Fails the test, naming the tool, unless `name` is an executable on `PATH`: a test never
+/// skips silently.
 pub fn require_tool(name: &str) {
     let path = std::env::var_os("PATH").unwrap_or_default();
-    let found = std::env::split_paths(&path).any(|dir| dir.join(name).is_file());
+    let found = std::env::split_paths(&path).any(|dir| is_executable(&dir.join(name)));
+    let package = match name {
+        "packer" => " (Debian: apt-get install packer)",
+        "qemu-img" => " (Debian: apt-get install qemu-utils)",
+        _ => "",
+    };
     assert!(
         found,
-        "required tool `{name}` is not on PATH; run `cargo xtask setup` (or `make check`) to install it"
+        "required tool `{name}` is not on PATH{package}; run `cargo xtask setup` (or `make check`) \
+         to install it, the test does not skip"
     );
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::metadata(path)
+        .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
 }
 
 /// The workspace's `tests/fixtures/` directory.
@@ -27,44 +42,97 @@ pub fn fixtures() -> PathBuf {
         .unwrap()
 }
 
-/// One isolated sandboxer installation: its own state dir, config dir and working directory.
+/// Variables of the test's own environment that never reach sandboxer: sandboxer's own
+/// settings, Packer's (logging, config, cache, `PKR_VAR_*` template variables), and Packer's
+/// version check switch, which sandboxer must turn off itself.
+const SCRUBBED_ENV_PREFIXES: &[&str] = &["SANDBOXER_", "PACKER_", "PKR_VAR_"];
+const SCRUBBED_ENV: &[&str] = &["XDG_STATE_HOME", "CHECKPOINT_DISABLE"];
+
+/// One isolated sandboxer installation, all below one temporary root: its state dir
+/// (`SANDBOXER_HOME`), config dir (`XDG_CONFIG_HOME`), `HOME` and working directory.
 pub struct Sandboxer {
-    pub state: TempDir,
-    pub cwd: TempDir,
-    config: TempDir,
+    _temp: TempDir,
+    /// The temporary root, canonical (so paths sandboxer prints compare equal to ours).
+    root: PathBuf,
+    state: PathBuf,
+    cwd: PathBuf,
     env: Vec<(String, String)>,
 }
 
 impl Sandboxer {
     pub fn new() -> Self {
+        let temp = tempfile::Builder::new()
+            .prefix("sandboxer-it-")
+            .tempdir()
+            .unwrap();
+        let root = temp.path().canonicalize().unwrap();
+        let cwd = root.join("cwd");
+        for dir in [&cwd, &root.join("config"), &root.join("user-home")] {
+            std::fs::create_dir_all(dir).unwrap();
+        }
         Sandboxer {
-            state: tempfile::tempdir().unwrap(),
-            cwd: tempfile::tempdir().unwrap(),
-            config: tempfile::tempdir().unwrap(),
+            _temp: temp,
+            state: root.join("state"),
+            cwd,
+            root,
             env: Vec::new(),
         }
     }
 
+    /// Adds an environment variable to every later run.
     pub fn env(mut self, name: &str, value: impl AsRef<Path>) -> Self {
         self.env
             .push((name.to_owned(), value.as_ref().to_str().unwrap().to_owned()));
         self
     }
 
+    /// Points `SANDBOXER_HOME` somewhere else.
+    pub fn with_state_dir(mut self, state: PathBuf) -> Self {
+        self.state = state;
+        self
+    }
+
+    /// `SANDBOXER_HOME`.
     pub fn state_dir(&self) -> &Path {
-        self.state.path()
+        &self.state
+    }
+
+    /// The directory sandboxer runs in.
+    pub fn cwd(&self) -> &Path {
+        &self.cwd
+    }
+
+    /// The temporary root: a scratch directory, outside the cwd and the state dir, that goes
+    /// away with the test.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn sandbox_dir(&self, id: &str) -> PathBuf {
+        self.state.join("sandboxes").join(id)
     }
 
     pub fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_sandboxer"));
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy();
+            if SCRUBBED_ENV_PREFIXES
+                .iter()
+                .any(|prefix| name.starts_with(prefix))
+            {
+                command.env_remove(&*name);
+            }
+        }
         command
             .args(args)
-            .current_dir(self.cwd.path())
-            .env("SANDBOXER_HOME", self.state.path())
-            .env("XDG_CONFIG_HOME", self.config.path())
-            .env_remove("SANDBOXER_PROFILES")
-            .env_remove("SANDBOXER_PACKER")
+            .current_dir(&self.cwd)
+            .env("SANDBOXER_HOME", &self.state)
+            .env("XDG_CONFIG_HOME", self.root.join("config"))
+            .env("HOME", self.root.join("user-home"))
             .stdin(Stdio::null());
+        for name in SCRUBBED_ENV {
+            command.env_remove(name);
+        }
         for (name, value) in &self.env {
             command.env(name, value);
         }
@@ -76,7 +144,13 @@ impl Sandboxer {
         Run::new(args, output)
     }
 
-    /// Starts sandboxer without waiting; its output is captured for [`Sandboxer::finish`].
+    /// Runs sandboxer to completion in `dir` instead of the cwd.
+    pub fn run_in(&self, dir: &Path, args: &[&str]) -> Run {
+        let output = self.command(args).current_dir(dir).output().unwrap();
+        Run::new(args, output)
+    }
+
+    /// Starts sandboxer without waiting; its output is captured for [`Run::from_child`].
     pub fn spawn(&self, args: &[&str]) -> Child {
         self.command(args)
             .stdout(Stdio::piped())
@@ -85,38 +159,79 @@ impl Sandboxer {
             .unwrap()
     }
 
+    /// Starts sandboxer without waiting, its stderr readable line by line while it runs.
+    pub fn start(&self, args: &[&str]) -> Running {
+        let mut child = self.spawn(args);
+        let stderr = BufReader::new(child.stderr.take().unwrap());
+        Running {
+            args: args.iter().map(|arg| arg.to_string()).collect(),
+            child,
+            stderr,
+            seen: String::new(),
+        }
+    }
+
+    /// Copies `tests/fixtures/templates/NAME` into `cwd/templates/NAME` and returns that path
+    /// relative to the cwd, as a user would type it: Packer runs in the template's directory,
+    /// and the repository must stay untouched.
+    pub fn fixture(&self, name: &str) -> String {
+        let from = fixtures().join("templates").join(name);
+        assert!(from.is_dir(), "no fixture directory {}", from.display());
+        copy_dir(&from, &self.cwd.join("templates").join(name));
+        format!("templates/{name}")
+    }
+
     /// Writes a profile into `./profiles/`, where sandboxer looks by default.
     pub fn write_profile(&self, file: &str, text: &str) {
-        let dir = self.cwd.path().join("profiles");
+        self.write_profile_in("profiles", file, text);
+    }
+
+    /// Writes a profile into `cwd/DIR/` and returns that directory, for `--profiles-dir`.
+    pub fn write_profile_in(&self, dir: &str, file: &str, text: &str) -> String {
+        let dir = self.cwd.join(dir);
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join(file), text).unwrap();
+        dir.to_str().unwrap().to_owned()
     }
 
     /// The record as stored on disk, without reconciling.
     pub fn stored_record(&self, id: &str) -> Value {
-        let path = self
-            .state
-            .path()
-            .join("sandboxes")
-            .join(id)
-            .join("record.json");
-        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap()
+        let path = self.sandbox_dir(id).join("record.json");
+        let bytes = std::fs::read(&path).unwrap_or_else(|err| panic!("{}: {err}", path.display()));
+        serde_json::from_slice(&bytes).expect("record.json is JSON")
     }
 
     pub fn show(&self, id: &str) -> Value {
         self.run(&["show", id, "--json"]).success().json()
     }
 
+    /// The only record `list --json` shows.
+    pub fn only_record(&self) -> Value {
+        let list = self.run(&["list", "--json"]).success().json();
+        let records = list.as_array().expect("list --json prints an array");
+        assert_eq!(records.len(), 1, "expected exactly one sandbox: {list:#}");
+        records[0].clone()
+    }
+
+    /// Entries of `$SANDBOXER_HOME/sandboxes`, hidden ones (half-made allocations) included.
+    pub fn sandbox_entries(&self) -> Vec<String> {
+        let dir = self.state.join("sandboxes");
+        match std::fs::read_dir(&dir) {
+            Ok(entries) => entries
+                .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+                .collect(),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(err) => panic!("reading {}: {err}", dir.display()),
+        }
+    }
+
     /// Sandbox ids on disk, oldest first.
     pub fn ids(&self) -> Vec<String> {
-        let mut ids: Vec<String> = std::fs::read_dir(self.state.path().join("sandboxes"))
-            .map(|entries| {
-                entries
-                    .map(|entry| entry.unwrap().file_name().into_string().unwrap())
-                    .filter(|name| !name.starts_with('.'))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let mut ids: Vec<String> = self
+            .sandbox_entries()
+            .into_iter()
+            .filter(|name| !name.starts_with('.'))
+            .collect();
         ids.sort();
         ids
     }
@@ -144,6 +259,19 @@ impl Sandboxer {
                 record["owner"]["pgid"].as_u64().map(|pgid| pgid as u32)
             },
         )
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
     }
 }
 
@@ -175,8 +303,8 @@ impl Run {
         Run {
             args: args.iter().map(|arg| arg.to_string()).collect(),
             code: output.status.code(),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            stdout: String::from_utf8(output.stdout).expect("sandboxer's stdout is UTF-8"),
+            stderr: String::from_utf8(output.stderr).expect("sandboxer's stderr is UTF-8"),
         }
     }
 
@@ -184,7 +312,8 @@ impl Run {
         Run::new(args, child.wait_with_output().unwrap())
     }
 
-    fn describe(&self) -> String {
+    /// The command, its exit code and everything it printed, for failure messages.
+    pub fn describe(&self) -> String {
         format!(
             "sandboxer {:?} exited {:?}\n--- stdout\n{}\n--- stderr\n{}",
             self.args, self.code, self.stdout, self.stderr
@@ -200,29 +329,120 @@ impl Run {
         self.code(0)
     }
 
+    /// Stdout as exactly one JSON value.
     pub fn json(&self) -> Value {
         serde_json::from_str(&self.stdout)
             .unwrap_or_else(|err| panic!("stdout is not JSON ({err}): {}", self.describe()))
     }
 
-    pub fn stderr_contains(self, needle: &str) -> Self {
-        assert!(
-            self.stderr.contains(needle),
-            "stderr lacks {needle:?}: {}",
-            self.describe()
-        );
+    pub fn stdout_contains(self, needle: &str) -> Self {
+        self.assert_contains("stdout", &self.stdout, needle);
         self
     }
+
+    pub fn stderr_contains(self, needle: &str) -> Self {
+        self.assert_contains("stderr", &self.stderr, needle);
+        self
+    }
+
+    fn assert_contains(&self, what: &str, text: &str, needle: &str) {
+        assert!(
+            text.contains(needle),
+            "{what} lacks {needle:?}: {}",
+            self.describe()
+        );
+    }
+
+    /// The `error: ...` message sandboxer printed on stderr (after any progress), to the end.
+    pub fn error_message(&self) -> &str {
+        let at = if self.stderr.starts_with("error: ") {
+            0
+        } else {
+            self.stderr
+                .rfind("\nerror: ")
+                .map(|at| at + 1)
+                .unwrap_or_else(|| panic!("no `error:` line on stderr: {}", self.describe()))
+        };
+        &self.stderr[at..]
+    }
+
+    /// Checks that the [`Run::error_message`] contains `needle`.
+    pub fn error_contains(self, needle: &str) -> Self {
+        self.assert_contains("the error", self.error_message(), needle);
+        self
+    }
+}
+
+/// A sandboxer still running, started by [`Sandboxer::start`].
+pub struct Running {
+    args: Vec<String>,
+    child: Child,
+    stderr: BufReader<ChildStderr>,
+    /// Stderr read so far.
+    seen: String,
+}
+
+impl Running {
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Reads stderr until a line contains `needle`; fails if sandboxer ends first.
+    pub fn wait_for_stderr(&mut self, needle: &str) {
+        loop {
+            let mut line = String::new();
+            if self.stderr.read_line(&mut line).expect("reading stderr") == 0 {
+                let _ = self.child.kill();
+                panic!(
+                    "sandboxer {:?} ended before printing {needle:?}:\n{}",
+                    self.args, self.seen
+                );
+            }
+            self.seen.push_str(&line);
+            if line.contains(needle) {
+                return;
+            }
+        }
+    }
+
+    /// Waits for sandboxer to exit.
+    pub fn finish(mut self) -> Run {
+        self.stderr
+            .read_to_string(&mut self.seen)
+            .expect("reading stderr");
+        let mut stdout = String::new();
+        self.child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut stdout)
+            .expect("reading stdout");
+        let status = self.child.wait().unwrap();
+        Run {
+            args: self.args,
+            code: status.code(),
+            stdout,
+            stderr: self.seen,
+        }
+    }
+}
+
+/// Every live process: its pid and its `/proc/<pid>` directory.
+fn processes() -> impl Iterator<Item = (u32, PathBuf)> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|entry| {
+            let pid = entry.file_name().to_str()?.parse::<u32>().ok()?;
+            Some((pid, entry.path()))
+        })
 }
 
 /// Pids of every process whose process group is `pgid`, read from the process table.
 pub fn processes_in_group(pgid: u32) -> Vec<u32> {
     let mut pids = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+    for (pid, dir) in processes() {
+        let Ok(stat) = std::fs::read_to_string(dir.join("stat")) else {
             continue;
         };
         let Some(after_name) = stat.rfind(')').map(|at| &stat[at + 1..]) else {
@@ -239,8 +459,32 @@ pub fn processes_in_group(pgid: u32) -> Vec<u32> {
     pids
 }
 
+/// Processes other than this test whose environment or command line mentions `needle`, as
+/// `pid: command line`.
+pub fn processes_mentioning(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for (pid, dir) in processes() {
+        if pid == std::process::id() {
+            continue;
+        }
+        let read = |file: &str| std::fs::read(dir.join(file)).unwrap_or_default();
+        let cmdline = read("cmdline");
+        let mentions = |bytes: &[u8]| {
+            bytes
+                .split(|b| *b == 0)
+                .any(|part| String::from_utf8_lossy(part).contains(needle))
+        };
+        if mentions(&cmdline) || mentions(&read("environ")) {
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            found.push(format!("{pid}: {cmdline}"));
+        }
+    }
+    found
+}
+
 /// Sends a signal to a process.
 pub fn signal(pid: u32, signal: &str) {
+    require_tool("kill");
     let status = Command::new("kill")
         .args([&format!("-{signal}"), &pid.to_string()])
         .status()
