@@ -409,6 +409,12 @@ fn on_failure_keep_leaves_working_files_and_cleanup_removes_them() {
     }
 }
 
+fn assert_orphaned(record: &serde_json::Value) {
+    assert_eq!(record["state"], "failed", "{record}");
+    let reason = record["state_reason"].as_str().unwrap_or_default();
+    assert!(reason.starts_with("orphaned"), "{record}");
+}
+
 /// Starts a long build and SIGKILLs its sandboxer once the provisioner runs, leaving the
 /// build orphaned: returns the harness, the sandbox id and the build's process group.
 fn orphan_a_long_build() -> (Sandboxer, String, u32) {
@@ -431,15 +437,7 @@ fn a_killed_sandboxer_leaves_an_orphan_that_list_reports_and_teardown_stops() {
     let (sandboxer, id, pgid) = orphan_a_long_build();
 
     let listed = sandboxer.run(&["list", "--json"]).success().json();
-    let record = &listed[0];
-    assert_eq!(record["state"], "failed");
-    assert!(
-        record["state_reason"]
-            .as_str()
-            .unwrap()
-            .starts_with("orphaned"),
-        "{record}"
-    );
+    assert_orphaned(&listed[0]);
     assert!(
         !processes_in_group(pgid).is_empty(),
         "listing does not touch the orphaned build"
@@ -558,13 +556,7 @@ fn a_create_killed_at_any_moment_leaves_only_readable_records() {
         let state = record["state"].as_str().unwrap();
         assert!(["ready", "failed"].contains(&state), "{record}");
         if state == "failed" {
-            assert!(
-                record["state_reason"]
-                    .as_str()
-                    .unwrap()
-                    .starts_with("orphaned"),
-                "{record}"
-            );
+            assert_orphaned(record);
         }
     }
     sandboxer.run(&["gc"]).success();
