@@ -12,6 +12,7 @@ fn shipped_shell_scripts_pass_shellcheck() {
     let scripts = [
         "examples/ova/make-ova.sh",
         "tests/fixtures/fakes/fake-packer-ignores-sigint",
+        "tests/fixtures/fakes/fake-packer-floods-output",
         ".ci/run",
     ];
     for script in scripts {

@@ -1,5 +1,6 @@
 //! `cargo xtask <task>`: the project's chores, as Rust instead of shell scripts.
 
+mod bench;
 mod check;
 mod demo;
 mod setup;
@@ -14,6 +15,7 @@ tasks:
   setup [--for demo|test]  install missing system packages (apt-get; needs root)
   demo                     setup, then build the bundled example OVA through sandboxer
   check                    setup, then fmt --check, clippy -D warnings and every test
+  bench                    speed and memory targets, as ratios measured in one run
 ";
 
 fn main() -> anyhow::Result<()> {
@@ -26,6 +28,7 @@ fn main() -> anyhow::Result<()> {
         ["setup", "--for", "demo"] => setup::run(&sh, setup::Purpose::Demo),
         ["demo"] => demo::run(&sh),
         ["check"] => check::run(&sh),
+        ["bench"] => bench::run(&sh),
         [] | ["help" | "--help" | "-h"] => {
             print!("{HELP}");
             Ok(())

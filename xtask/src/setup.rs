@@ -7,6 +7,7 @@ use xshell::{Shell, cmd};
 pub enum Purpose {
     Demo,
     Test,
+    Bench,
 }
 
 /// `(command that proves the tool is there, Debian package that provides it)`.
@@ -16,11 +17,15 @@ const DEMO_TOOLS: &[(&str, &str)] = &[
     ("tar", "tar"),
 ];
 const TEST_TOOLS: &[(&str, &str)] = &[("make", "make"), ("shellcheck", "shellcheck")];
+/// GNU time reports a run's peak memory.
+const BENCH_TOOLS: &[(&str, &str)] = &[("time", "time")];
 
 pub fn run(sh: &Shell, purpose: Purpose) -> anyhow::Result<()> {
     let mut wanted: Vec<(&str, &str)> = DEMO_TOOLS.to_vec();
-    if purpose == Purpose::Test {
-        wanted.extend_from_slice(TEST_TOOLS);
+    match purpose {
+        Purpose::Demo => {}
+        Purpose::Test => wanted.extend_from_slice(TEST_TOOLS),
+        Purpose::Bench => wanted.extend_from_slice(BENCH_TOOLS),
     }
     let missing: Vec<&str> = wanted
         .iter()
