@@ -48,12 +48,6 @@ pub struct Plan {
     pub inputs: Inputs,
 }
 
-impl std::fmt::Debug for dyn Extension {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.id())
-    }
-}
-
 /// Resolves the profile and inputs of a request, failing before anything is written.
 pub fn plan(config: &Config, request: &CreateRequest) -> anyhow::Result<Plan> {
     let catalog = Catalog::load(&config.search)?;

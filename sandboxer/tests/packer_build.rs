@@ -569,6 +569,25 @@ fn syntax_error_keeps_packers_file_and_line() {
     assert_eq!(sandboxer.only_record()["state"], "failed");
 }
 
+#[test]
+fn pinned_plugins_on_an_old_packer_fail_with_packers_error_and_a_hint() {
+    let sandboxer = with_packer();
+    let template = template_input(&sandboxer, "plugins", "plugins.pkr.hcl");
+    // Debian's Packer 1.6.6 has no `packer init`: sandboxer must not run it, and must say why
+    // the build cannot work, beside Packer's own located error.
+    create(&sandboxer, &["-q"], &[&template])
+        .code(1)
+        .error_contains("plugins.pkr.hcl line 3")
+        .error_contains("required_plugins")
+        .error_contains("needs `packer init` from Packer 1.7 or later");
+    let record = sandboxer.only_record();
+    let log = std::fs::read_to_string(str_field(&record, "log")).unwrap();
+    assert!(
+        !log.contains(" init "),
+        "no packer init on a Packer without it: {log}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // 5. Sensitive values
 // ---------------------------------------------------------------------------------------------

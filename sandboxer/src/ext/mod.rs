@@ -92,6 +92,12 @@ pub trait Extension: Sync {
     fn teardown(&self, record: &mut Record, dirs: &SandboxDirs) -> anyhow::Result<()>;
 }
 
+impl std::fmt::Debug for dyn Extension {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.id())
+    }
+}
+
 static BUILT_IN: [&dyn Extension; 1] = [&vm_packer::VmPacker];
 
 /// Looks up a built-in extension by id.

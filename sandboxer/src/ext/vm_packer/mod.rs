@@ -242,8 +242,16 @@ fn build(ctx: ProvisionContext<'_>) -> anyhow::Result<Provisioned> {
             });
     }
 
+    // Set when the template pins plugins that this Packer cannot install.
+    let mut plugins_hint = None;
     if template.requires_plugins && template.format == template::Format::Hcl2 {
         let capabilities = runner::capabilities(&packer, &host.cache_dir)?;
+        if !capabilities.has_init {
+            plugins_hint = Some(format!(
+                "hint: the template pins plugins (`required_plugins`), which needs `packer init` from Packer 1.7 or later; {packer} is Packer {}",
+                capabilities.version
+            ));
+        }
         if capabilities.has_init {
             progress.emit(&Event::Phase {
                 message: format!("packer init (Packer {})", capabilities.version),
@@ -288,7 +296,11 @@ fn build(ctx: ProvisionContext<'_>) -> anyhow::Result<Provisioned> {
         .into());
     }
     if outcome.exit_code != Some(0) {
-        return Err(packer_failed("packer build", &outcome, &dirs.log));
+        let failed = packer_failed("packer build", &outcome, &dirs.log);
+        return Err(match plugins_hint {
+            Some(hint) => Error::new(ErrorKind::Failed, format!("{failed}\n{hint}")).into(),
+            None => failed,
+        });
     }
 
     let artifacts = collect_artifacts(
