@@ -340,6 +340,31 @@ fn sigterm_cancels_the_build_and_exits_143() {
 
 #[test]
 fn a_packer_that_ignores_the_cancel_is_killed_after_the_timeout() {
+    let (sandboxer, build, id, pgid) = start_stubborn_build("1s");
+    signal(build.id(), "INT");
+    Run::from_child(&["create"], build).code(130);
+    assert_eq!(processes_in_group(pgid), Vec::<u32>::new());
+    assert_eq!(sandboxer.show(&id)["state"], "cancelled");
+}
+
+#[test]
+fn a_second_ctrl_c_kills_a_stubborn_build_at_once() {
+    let (sandboxer, build, id, pgid) = start_stubborn_build("10m");
+    signal(build.id(), "INT");
+    // The first request is ignored by this Packer; only the second can end the wait.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        !processes_in_group(pgid).is_empty(),
+        "the first Ctrl-C waits for Packer"
+    );
+    signal(build.id(), "INT");
+    Run::from_child(&["create"], build).code(130);
+    assert_eq!(processes_in_group(pgid), Vec::<u32>::new());
+    assert_eq!(sandboxer.show(&id)["state"], "cancelled");
+}
+
+/// Starts a build with a FAKE Packer that ignores SIGINT, waiting until it runs.
+fn start_stubborn_build(cancel_timeout: &str) -> (Sandboxer, std::process::Child, String, u32) {
     let fake = fixtures().join("fakes/fake-packer-ignores-sigint");
     let sandboxer = setup().env("SANDBOXER_PACKER", &fake);
     let quick = format!("packer_template={}", template("quick"));
@@ -350,7 +375,7 @@ fn a_packer_that_ignores_the_cancel_is_killed_after_the_timeout() {
         "-i",
         &quick,
         "--cancel-timeout",
-        "1s",
+        cancel_timeout,
     ]);
     let id = sandboxer.wait_for_state("provisioning");
     let pgid = sandboxer.wait_for_pgid(&id);
@@ -359,10 +384,32 @@ fn a_packer_that_ignores_the_cancel_is_killed_after_the_timeout() {
         "the fake to start sleeping",
         || (processes_in_group(pgid).len() >= 2).then_some(()),
     );
-    signal(build.id(), "INT");
-    Run::from_child(&["create"], build).code(130);
-    assert_eq!(processes_in_group(pgid), Vec::<u32>::new());
-    assert_eq!(sandboxer.show(&id)["state"], "cancelled");
+    (sandboxer, build, id, pgid)
+}
+
+#[test]
+fn a_kept_failure_is_reaped_by_gc_at_its_ttl() {
+    let sandboxer = setup();
+    let fail = format!(
+        "packer_template={}",
+        fixtures().join("templates/fail/fail.pkr.hcl").display()
+    );
+    let options = ["--on-failure", "keep", "--ttl", "1s", "-q"];
+    let mut args = vec!["create", "--profile", "vm-packer-build", "-i", &fail];
+    args.extend(options);
+    sandboxer.run(&args).code(1);
+    let id = sandboxer.ids().pop().unwrap();
+    let output = sandboxer
+        .state_dir()
+        .join("sandboxes")
+        .join(&id)
+        .join("output");
+    assert!(output.is_dir(), "kept for debugging");
+    std::thread::sleep(Duration::from_millis(1100));
+    let actions = sandboxer.run(&["gc", "--json"]).success().json();
+    assert_eq!(actions[0]["action"], "expire", "{actions}");
+    assert_eq!(sandboxer.show(&id)["state"], "expired");
+    assert!(!output.exists(), "gc removes what the failure kept");
 }
 
 #[test]
