@@ -1,9 +1,8 @@
-//! Progress events and the sinks they fan out to (terminal, JSON lines, the sandbox record).
+//! Progress events and the sinks they fan out to (the terminal, the sandbox record).
 
 use std::io::Write as _;
 
 use camino::Utf8PathBuf;
-use jiff::Timestamp;
 use serde::Serialize;
 
 /// How loud a line of tool output is, as the tool itself said.
@@ -60,27 +59,6 @@ impl Sink for Terminal {
     }
 }
 
-/// One JSON object per event on stdout (`--progress=jsonl`), each with a timestamp.
-#[derive(Debug, Default)]
-pub struct JsonLines;
-
-impl Sink for JsonLines {
-    fn emit(&mut self, event: &Event) {
-        #[derive(Serialize)]
-        struct Stamped<'a> {
-            at: Timestamp,
-            #[serde(flatten)]
-            event: &'a Event,
-        }
-        if let Ok(line) = serde_json::to_string(&Stamped {
-            at: Timestamp::now(),
-            event,
-        }) {
-            let _ = writeln!(std::io::stdout().lock(), "{line}");
-        }
-    }
-}
-
 /// Sends each event to every sink in turn.
 #[derive(Default)]
 pub struct FanOut<'a> {
@@ -103,15 +81,5 @@ impl Sink for FanOut<'_> {
         for sink in &mut self.sinks {
             sink.emit(event);
         }
-    }
-}
-
-/// Keeps every event, for tests.
-#[derive(Debug, Default)]
-pub struct Collect(pub Vec<Event>);
-
-impl Sink for Collect {
-    fn emit(&mut self, event: &Event) {
-        self.0.push(event.clone());
     }
 }
