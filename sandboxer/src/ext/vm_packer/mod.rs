@@ -4,7 +4,7 @@ pub mod machine_readable;
 pub mod runner;
 pub mod template;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::OpenOptions;
 use std::io::LineWriter;
 use std::os::unix::fs::OpenOptionsExt as _;
@@ -272,7 +272,18 @@ fn build(ctx: ProvisionContext<'_>) -> anyhow::Result<Provisioned> {
     }
     check_cancelled(cancel, &dirs.log)?;
 
-    let args = build_args(&template, inputs, &dirs.output, placement_host, on_failure);
+    let var_file = dirs.work.join("sensitive-vars.json");
+    let (args, secrets) = build_args(
+        &template,
+        inputs,
+        &dirs.output,
+        placement_host,
+        on_failure,
+        &var_file,
+    );
+    if !secrets.is_empty() {
+        write_var_file(&var_file, &secrets)?;
+    }
     progress.emit(&Event::Phase {
         message: format!("packer build {} (log: {})", template.path, dirs.log),
     });
@@ -343,14 +354,16 @@ fn check_name(input: &str, value: &str) -> anyhow::Result<()> {
 }
 
 /// `packer build` arguments: flags first (Packer wants the template last), one argv entry per
-/// value, never through a shell.
+/// value, never through a shell. Sensitive values are not put in argv, where any local user can
+/// read them (`/proc/<pid>/cmdline`): they are returned for a private `-var-file` at `var_file`.
 fn build_args(
     template: &Template,
     inputs: &Inputs,
     output_dir: &Utf8Path,
     placement_host: &str,
     on_failure: OnFailure,
-) -> Vec<String> {
+    var_file: &Utf8Path,
+) -> (Vec<String>, BTreeMap<String, String>) {
     let mut args = vec![
         "build".to_owned(),
         "-machine-readable".to_owned(),
@@ -390,12 +403,40 @@ fn build_args(
             .with_prefix(VAR_PREFIX)
             .map(|(name, value)| (name.to_owned(), value.to_owned())),
     );
+    let mut secrets = BTreeMap::new();
     for (name, value) in vars {
-        args.push("-var".to_owned());
-        args.push(format!("{name}={value}"));
+        let input_name = if OWNED_VARIABLES.contains(&name.as_str()) || name == "project" {
+            name.clone()
+        } else {
+            format!("{VAR_PREFIX}{name}")
+        };
+        if inputs.is_sensitive(&input_name) {
+            secrets.insert(name, value);
+        } else {
+            args.push("-var".to_owned());
+            args.push(format!("{name}={value}"));
+        }
+    }
+    if !secrets.is_empty() {
+        args.push(format!("-var-file={var_file}"));
     }
     args.push(template.path.to_string());
-    args
+    (args, secrets)
+}
+
+/// Writes variables to a JSON var file only this user can read (Packer reads JSON var files for
+/// HCL2 and legacy templates alike). It lives in the run's TMPDIR, removed after the run.
+fn write_var_file(path: &Utf8Path, vars: &BTreeMap<String, String>) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut file = OpenOptions::new()
+        .create_new(true)
+        .write(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {path}"))?;
+    serde_json::to_writer(&mut file, vars)?;
+    file.flush()?;
+    Ok(())
 }
 
 fn check_cancelled(cancel: &crate::cancel::Cancel, log: &Utf8Path) -> anyhow::Result<()> {
@@ -468,6 +509,61 @@ fn collect_artifacts(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sensitive_variables_go_to_the_var_file_not_argv() {
+        let schema_inputs = inputs::resolve(
+            ID,
+            &SCHEMA,
+            &inputs::Layer::default(),
+            &inputs::Layer(vec![
+                ("vm_name".into(), "vm".into(), inputs::Origin::CommandLine),
+                (
+                    "var.token".into(),
+                    "s3cret".into(),
+                    inputs::Origin::CommandLine,
+                ),
+                ("var.size".into(), "1G".into(), inputs::Origin::CommandLine),
+            ]),
+            &["var.token".to_owned()],
+        )
+        .unwrap();
+        let template = Template {
+            path: "/t/t.pkr.hcl".into(),
+            workdir: "/t".into(),
+            format: template::Format::Hcl2,
+            variables: Some(
+                ["vm_name", "token", "size"]
+                    .into_iter()
+                    .map(|name| (name.to_owned(), template::Variable::default()))
+                    .collect(),
+            ),
+            unread_reason: None,
+            requires_plugins: false,
+        };
+        let (args, secrets) = build_args(
+            &template,
+            &schema_inputs,
+            Utf8Path::new("/out"),
+            "local",
+            OnFailure::Cleanup,
+            Utf8Path::new("/work/vars.json"),
+        );
+        assert_eq!(
+            secrets,
+            BTreeMap::from([("token".to_owned(), "s3cret".to_owned())])
+        );
+        assert!(!args.iter().any(|arg| arg.contains("s3cret")), "{args:?}");
+        assert!(
+            args.contains(&"-var-file=/work/vars.json".to_owned()),
+            "{args:?}"
+        );
+        assert!(
+            args.contains(&"size=1G".to_owned()) && args.contains(&"vm_name=vm".to_owned()),
+            "{args:?}"
+        );
+        assert_eq!(args.last().unwrap(), "/t/t.pkr.hcl");
+    }
 
     #[test]
     fn names_are_validated() {
