@@ -370,7 +370,10 @@ fn teardown_as(
             registry.lock(id)?
         }
     };
-    let record = reconcile(registry, registry.load(id)?)?;
+    // We hold the owner lock, so a record still saying `pending`/`provisioning` belongs to a
+    // dead sandboxer: its leftover build is stopped below, and the sandbox is torn down all
+    // the same. (`reconcile` cannot tell here: it would find the lock taken, by us.)
+    let record = registry.load(id)?;
     if record.state.is_gone() {
         return Ok(TeardownOutcome::AlreadyGone(record));
     }

@@ -248,23 +248,28 @@ impl Registry {
         }
     }
 
-    /// Sandbox ids in creation order.
-    fn ids(&self) -> anyhow::Result<Vec<String>> {
+    /// Names of the directories in `sandboxes/`, sorted: ids, and hidden `.new-<id>` staging
+    /// directories of sandboxes still being published.
+    fn sandbox_dir_names(&self) -> anyhow::Result<Vec<String>> {
         let dir = self.root.join("sandboxes");
-        let mut ids = Vec::new();
+        let mut names = Vec::new();
         for entry in dir
             .read_dir_utf8()
             .with_context(|| format!("reading {dir}"))?
         {
             let entry = entry.with_context(|| format!("reading {dir}"))?;
-            // Hidden names are sandboxes still being published.
-            if entry.file_type().is_ok_and(|kind| kind.is_dir())
-                && !entry.file_name().starts_with('.')
-            {
-                ids.push(entry.file_name().to_owned());
+            if entry.file_type().is_ok_and(|kind| kind.is_dir()) {
+                names.push(entry.file_name().to_owned());
             }
         }
-        ids.sort();
+        names.sort();
+        Ok(names)
+    }
+
+    /// Sandbox ids in creation order.
+    fn ids(&self) -> anyhow::Result<Vec<String>> {
+        let mut ids = self.sandbox_dir_names()?;
+        ids.retain(|name| !name.starts_with('.'));
         Ok(ids)
     }
 
@@ -285,23 +290,16 @@ impl Registry {
 impl Registry {
     /// Hidden `.new-<id>` directories whose creator died before publishing them.
     pub fn stale_allocations(&self) -> anyhow::Result<Vec<String>> {
-        let dir = self.root.join("sandboxes");
         let mut stale = Vec::new();
-        for entry in dir
-            .read_dir_utf8()
-            .with_context(|| format!("reading {dir}"))?
-        {
-            let entry = entry.with_context(|| format!("reading {dir}"))?;
-            let name = entry.file_name();
+        for name in self.sandbox_dir_names()? {
             if !name.starts_with(".new-") {
                 continue;
             }
-            let lock = open_lock_file(&entry.path().join("lock"))?;
+            let lock = open_lock_file(&self.root.join("sandboxes").join(&name).join("lock"))?;
             if lock.try_lock().is_ok() {
-                stale.push(name.to_owned());
+                stale.push(name);
             }
         }
-        stale.sort();
         Ok(stale)
     }
 

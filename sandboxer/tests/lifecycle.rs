@@ -504,6 +504,23 @@ fn a_killed_sandboxer_leaves_an_orphan_that_list_reports_and_teardown_stops() {
 }
 
 #[test]
+fn teardown_stops_an_orphan_nobody_has_listed_yet() {
+    let (sandboxer, id, pgid) = orphan_a_long_build();
+    assert_eq!(
+        sandboxer.stored_record(&id)["state"],
+        "provisioning",
+        "not reconciled yet"
+    );
+    let torn = sandboxer.run(&["teardown", &id, "--json"]).success().json();
+    assert_eq!(torn["state"], "torn-down");
+    assert_eq!(
+        processes_in_group(pgid),
+        Vec::<u32>::new(),
+        "teardown stops the orphaned build"
+    );
+}
+
+#[test]
 fn gc_stops_an_orphaned_build_before_its_ttl() {
     let (sandboxer, id, pgid) = orphan_a_long_build();
     let actions = sandboxer.run(&["gc", "--json"]).success().json();
