@@ -1,13 +1,11 @@
 //! Every shell script the project ships or runs passes shellcheck.
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 
 #[test]
 fn shipped_shell_scripts_pass_shellcheck() {
-    common::require_tool("shellcheck");
+    crate::common::require_tool("shellcheck");
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let scripts = [
         "examples/ova/make-ova.sh",

@@ -9,14 +9,12 @@
 //!
 //! A test that needs a tool fails, naming the tool, when it is missing; nothing is skipped.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{Run, Running, Sandboxer, processes_mentioning, require_tool, signal};
+use crate::common::{Run, Running, Sandboxer, processes_mentioning, require_tool, signal};
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 

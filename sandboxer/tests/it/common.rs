@@ -1,8 +1,6 @@
 //! A harness for running the real `sandboxer` binary in a throwaway state dir, cwd, config dir
 //! and `HOME`, so that neither the user's configuration nor another test can leak in.
 
-#![allow(dead_code)] // each test binary uses a different part of it
-
 use std::io::{BufRead as _, BufReader, Read as _};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStderr, Command, Output, Stdio};

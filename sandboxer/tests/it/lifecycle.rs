@@ -1,11 +1,11 @@
 //! Lifecycle under pressure, with the real Packer and real signals: TTL and gc, placement
 //! limits, cancellation, failure policy, crash recovery and concurrent use of one state dir.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{Run, Sandboxer, fixtures, processes_in_group, require_tool, signal, wait_until};
+use crate::common::{
+    Run, Sandboxer, fixtures, processes_in_group, require_tool, signal, wait_until,
+};
 
 fn template(name: &str) -> String {
     fixtures()

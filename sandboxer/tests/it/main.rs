@@ -1,0 +1,11 @@
+//! The integration tests: one binary (as cargo and ripgrep do), so helpers are shared and the
+//! workspace links one test executable instead of one per file.
+//!
+//! Every test runs the real `sandboxer` binary in its own throwaway state dir, config dir and
+//! `HOME` (see `common`). Tests that need a tool fail, naming it, when it is missing.
+
+mod cli;
+mod common;
+mod lifecycle;
+mod packer_build;
+mod scripts;
