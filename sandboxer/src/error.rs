@@ -50,6 +50,9 @@ impl ErrorKind {
 pub struct Error {
     kind: ErrorKind,
     message: String,
+    /// The command's `--json` output already accounts for this failure (a report with one
+    /// outcome per sandbox), so no separate JSON error object is printed.
+    in_report: bool,
 }
 
 impl Error {
@@ -57,6 +60,7 @@ impl Error {
         Error {
             kind,
             message: message.into(),
+            in_report: false,
         }
     }
 
@@ -81,6 +85,23 @@ pub fn usage(message: impl Into<String>) -> anyhow::Error {
 /// A not-found error (exit code 3).
 pub fn not_found(message: impl Into<String>) -> anyhow::Error {
     Error::new(ErrorKind::NotFound, message).into()
+}
+
+/// Some of a command's operations failed, and its report (printed already, JSON included)
+/// says which (exit code 1).
+pub fn partly_failed(message: impl Into<String>) -> anyhow::Error {
+    Error {
+        in_report: true,
+        ..Error::new(ErrorKind::Failed, message)
+    }
+    .into()
+}
+
+/// Whether the command's own `--json` output already describes this failure.
+pub fn is_in_report(err: &anyhow::Error) -> bool {
+    err.chain()
+        .filter_map(|cause| cause.downcast_ref::<Error>())
+        .any(|error| error.in_report)
 }
 
 /// The kind of the first typed error in the chain; untyped errors are failures.

@@ -3,20 +3,50 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
-use serde::Serialize;
-
 use crate::error::{did_you_mean, usage};
+
+/// Checks one input value; the error says what is wrong with it (the caller says where).
+pub type Validator = fn(&str) -> Result<(), String>;
 
 /// One input an extension accepts.
 #[derive(Debug)]
 pub struct InputSpec {
     pub name: &'static str,
+    /// Must be present and not empty, in the modes the input applies to.
     pub required: bool,
+    /// The modes (values of the `mode` input) the input applies to; empty means every mode.
+    pub modes: &'static [&'static str],
     pub default: Option<&'static str>,
     /// When not empty, the only values accepted.
     pub allowed: &'static [&'static str],
+    /// A check every value must pass, such as a name pattern.
+    pub validate: Option<Validator>,
     pub description: &'static str,
 }
+
+impl InputSpec {
+    /// An optional input for every mode, with no default and no checks; the base of a spec
+    /// literal (`InputSpec { required: true, ..InputSpec::new("name", "what it is") }`).
+    pub const fn new(name: &'static str, description: &'static str) -> InputSpec {
+        InputSpec {
+            name,
+            required: false,
+            modes: &[],
+            default: None,
+            allowed: &[],
+            validate: None,
+            description,
+        }
+    }
+
+    /// Whether the input means anything in `mode` (`None`: the extension has no modes).
+    pub fn applies_to(&self, mode: Option<&str>) -> bool {
+        self.modes.is_empty() || mode.is_some_and(|mode| self.modes.contains(&mode))
+    }
+}
+
+/// The input that selects an extension's mode, when it has modes.
+pub const MODE: &str = "mode";
 
 /// Everything an extension accepts: named inputs plus, optionally, a free-form `prefix.NAME` family.
 #[derive(Debug)]
@@ -29,6 +59,11 @@ pub struct InputSchema {
 impl InputSchema {
     pub fn spec(&self, name: &str) -> Option<&InputSpec> {
         self.specs.iter().find(|spec| spec.name == name)
+    }
+
+    /// The mode the schema chooses when no layer names one.
+    pub fn default_mode(&self) -> Option<&'static str> {
+        self.spec(MODE).and_then(|spec| spec.default)
     }
 
     fn accepts(&self, name: &str) -> bool {
@@ -45,6 +80,9 @@ impl InputSchema {
             let mut notes = Vec::new();
             if spec.required {
                 notes.push("required".to_owned());
+            }
+            if !spec.modes.is_empty() {
+                notes.push(format!("{} mode", spec.modes.join("|")));
             }
             if !spec.allowed.is_empty() {
                 notes.push(spec.allowed.join("|"));
@@ -67,8 +105,7 @@ impl InputSchema {
 }
 
 /// Where an input's value came from, for error messages and `profiles show`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Origin {
     Default,
     /// `file:line:column` of the value in the profile.
@@ -95,6 +132,8 @@ pub struct Layer(pub Vec<(String, String, Origin)>);
 pub struct Inputs {
     values: BTreeMap<String, (String, Origin)>,
     sensitive: BTreeSet<String>,
+    /// For each input, the inputs whose values it took in through `{name}` references.
+    references: BTreeMap<String, BTreeSet<String>>,
 }
 
 /// What a redacted value is shown as.
@@ -119,8 +158,26 @@ impl Inputs {
         })
     }
 
+    /// The mode these inputs select (`None` when the extension has no modes).
+    pub fn mode(&self) -> Option<&str> {
+        self.get(MODE)
+    }
+
+    /// Marks an input sensitive, and with it every input whose value took it in through a
+    /// `{name}` reference: a value built from a secret gives the secret away.
     pub fn mark_sensitive(&mut self, name: &str) {
-        self.sensitive.insert(name.to_owned());
+        if !self.sensitive.insert(name.to_owned()) {
+            return;
+        }
+        let dependents: Vec<String> = self
+            .references
+            .iter()
+            .filter(|(_, sources)| sources.contains(name))
+            .map(|(dependent, _)| dependent.clone())
+            .collect();
+        for dependent in dependents {
+            self.mark_sensitive(&dependent);
+        }
     }
 
     pub fn is_sensitive(&self, name: &str) -> bool {
@@ -188,13 +245,14 @@ pub fn resolve(
         .iter()
         .map(|(name, (value, _))| (name.clone(), value.clone()))
         .collect();
+    let mut references: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     // Only profile values are templates: a value typed on the command line is taken literally.
     for (name, (value, origin)) in values.iter_mut() {
         if *origin == Origin::CommandLine {
             continue;
         }
         *value = interpolate(value, |reference| {
-            snapshot.get(reference).map(String::as_str).ok_or_else(|| {
+            let found = snapshot.get(reference).map(String::as_str).ok_or_else(|| {
                 if schema.accepts(reference) {
                     format!(
                         "`{{{reference}}}` has no value; give it with --input {reference}=VALUE"
@@ -204,18 +262,21 @@ pub fn resolve(
                         "`{{{reference}}}` refers to no input (write `{{{{` for a literal brace)"
                     )
                 }
-            })
+            })?;
+            references
+                .entry(name.clone())
+                .or_default()
+                .insert(reference.to_owned());
+            Ok(found)
         })
         .map_err(|message| usage(format!("{}: input `{name}`: {message}", origin.describe())))?;
     }
 
     for spec in schema.specs {
-        let value = values.get(spec.name).map(|(value, _)| value.as_str());
-        if !spec.allowed.is_empty()
-            && let Some(value) = value
-            && !spec.allowed.contains(&value)
-        {
-            let origin = &values[spec.name].1;
+        let Some((value, origin)) = values.get(spec.name) else {
+            continue;
+        };
+        if !spec.allowed.is_empty() && !spec.allowed.contains(&value.as_str()) {
             return Err(usage(format!(
                 "{}: input `{}` must be one of {}, not {value:?}",
                 origin.describe(),
@@ -223,11 +284,48 @@ pub fn resolve(
                 spec.allowed.join(", ")
             )));
         }
+        if let Some(validate) = spec.validate
+            && let Err(problem) = validate(value)
+        {
+            return Err(usage(format!(
+                "{}: input `{}` = {value:?} {problem}",
+                origin.describe(),
+                spec.name,
+            )));
+        }
+    }
+
+    let mode = values.get(MODE).map(|(value, _)| value.as_str());
+    let missing: Vec<&str> = schema
+        .specs
+        .iter()
+        .filter(|spec| spec.required && spec.applies_to(mode))
+        .map(|spec| spec.name)
+        .filter(|name| {
+            values
+                .get(*name)
+                .is_none_or(|(value, _)| value.trim().is_empty())
+        })
+        .collect();
+    if let Some(first) = missing.first() {
+        let list = missing
+            .iter()
+            .map(|name| format!("`{name}`"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let in_mode = mode
+            .map(|mode| format!(" in {mode} mode"))
+            .unwrap_or_default();
+        return Err(usage(format!(
+            "missing required input {list}{in_mode} (give it in the profile's [inputs] or with --input {first}=VALUE)\n{extension_id} accepts:\n{}",
+            schema.describe().trim_end()
+        )));
     }
 
     let mut inputs = Inputs {
         values,
         sensitive: BTreeSet::new(),
+        references,
     };
     for name in sensitive {
         inputs.mark_sensitive(name);
@@ -262,35 +360,6 @@ pub fn check(extension_id: &str, schema: &InputSchema, layer: &Layer) -> anyhow:
         }
     }
     Ok(())
-}
-
-/// Checks that every input the schema marks required is present and not empty.
-///
-/// Kept apart from [`resolve`] because which inputs are required can depend on the mode.
-pub fn require(
-    extension_id: &str,
-    schema: &InputSchema,
-    inputs: &Inputs,
-    names: &[&str],
-) -> anyhow::Result<()> {
-    let missing: Vec<&str> = names
-        .iter()
-        .copied()
-        .filter(|name| inputs.get(name).is_none_or(|value| value.trim().is_empty()))
-        .collect();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    let list = missing
-        .iter()
-        .map(|name| format!("`{name}`"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    Err(usage(format!(
-        "missing required input {list} (give it in the profile's [inputs] or with --input {}=VALUE)\n{extension_id} accepts:\n{}",
-        missing[0],
-        schema.describe().trim_end()
-    )))
 }
 
 /// Expands `{name}` with the value of input `name`; `{{` and `}}` stand for braces.
@@ -344,27 +413,30 @@ fn interpolate<'v>(
 mod tests {
     use super::*;
 
-    static SPECS: [InputSpec; 3] = [
+    fn no_spaces(value: &str) -> Result<(), String> {
+        if value.contains(' ') {
+            Err("has a space".to_owned())
+        } else {
+            Ok(())
+        }
+    }
+
+    static SPECS: [InputSpec; 4] = [
         InputSpec {
-            name: "mode",
-            required: false,
             default: Some("build"),
             allowed: &["build", "attach"],
-            description: "what to do",
+            ..InputSpec::new("mode", "what to do")
         },
         InputSpec {
-            name: "vm_name",
             required: true,
-            default: None,
-            allowed: &[],
-            description: "the VM's name",
+            validate: Some(no_spaces),
+            ..InputSpec::new("vm_name", "the VM's name")
         },
+        InputSpec::new("project", "a project"),
         InputSpec {
-            name: "project",
-            required: false,
-            default: None,
-            allowed: &[],
-            description: "a project",
+            required: true,
+            modes: &["build"],
+            ..InputSpec::new("template", "what to build")
         },
     ];
     static SCHEMA: InputSchema = InputSchema {
@@ -408,7 +480,10 @@ mod tests {
 
     #[test]
     fn free_form_prefix_needs_a_name() {
-        let cli = layer(&[("var.size", "1G")], Origin::CommandLine);
+        let cli = layer(
+            &[("var.size", "1G"), ("vm_name", "a"), ("template", "t")],
+            Origin::CommandLine,
+        );
         let inputs = resolve("ext.x", &SCHEMA, &Layer::default(), &cli, &[]).unwrap();
         assert_eq!(
             inputs.with_prefix("var.").collect::<Vec<_>>(),
@@ -431,7 +506,10 @@ mod tests {
             &[("vm_name", "haskell-{project}")],
             Origin::Profile("p:1:1".into()),
         );
-        let cli = layer(&[("project", "web")], Origin::CommandLine);
+        let cli = layer(
+            &[("project", "web"), ("template", "t")],
+            Origin::CommandLine,
+        );
         let inputs = resolve("ext.x", &SCHEMA, &profile, &cli, &[]).unwrap();
         assert_eq!(inputs.get("vm_name"), Some("haskell-web"));
         let origin = Origin::Profile("p:1:1".into());
@@ -441,23 +519,66 @@ mod tests {
         let err = resolve("ext.x", &SCHEMA, &unclosed, &cli, &[]).unwrap_err();
         assert!(err.to_string().contains("unclosed `{project`"), "{err}");
         let literal = layer(&[("vm_name", "{{x}}")], origin);
-        let inputs = resolve("ext.x", &SCHEMA, &literal, &Layer::default(), &[]).unwrap();
+        let inputs = resolve("ext.x", &SCHEMA, &literal, &cli, &[]).unwrap();
         assert_eq!(inputs.get("vm_name"), Some("{x}"));
-        let typed = layer(&[("vm_name", "{as-is}")], Origin::CommandLine);
+        let typed = layer(
+            &[("vm_name", "{as-is}"), ("template", "t")],
+            Origin::CommandLine,
+        );
         let inputs = resolve("ext.x", &SCHEMA, &Layer::default(), &typed, &[]).unwrap();
         assert_eq!(inputs.get("vm_name"), Some("{as-is}"));
     }
 
     #[test]
-    fn missing_required_inputs_are_named() {
-        let inputs = resolve("ext.x", &SCHEMA, &Layer::default(), &Layer::default(), &[]).unwrap();
-        let err = require("ext.x", &SCHEMA, &inputs, &["vm_name"]).unwrap_err();
-        assert!(format!("{err}").contains("missing required input `vm_name`"));
+    fn required_inputs_come_from_the_schema_and_the_mode() {
+        let attach = layer(&[("mode", "attach")], Origin::CommandLine);
+        let err = resolve("ext.x", &SCHEMA, &Layer::default(), &attach, &[]).unwrap_err();
+        assert!(
+            format!("{err}").contains("missing required input `vm_name` in attach mode"),
+            "{err}"
+        );
+        let build = layer(&[("vm_name", "a")], Origin::CommandLine);
+        let err = resolve("ext.x", &SCHEMA, &Layer::default(), &build, &[]).unwrap_err();
+        assert!(
+            format!("{err}").contains("missing required input `template` in build mode"),
+            "{err}"
+        );
+        let attach = layer(&[("mode", "attach"), ("vm_name", "a")], Origin::CommandLine);
+        resolve("ext.x", &SCHEMA, &Layer::default(), &attach, &[]).unwrap();
+    }
+
+    #[test]
+    fn validators_locate_bad_values() {
+        let profile = layer(
+            &[("vm_name", "a b"), ("template", "t")],
+            Origin::Profile("p.toml:4:11".into()),
+        );
+        let err = resolve("ext.x", &SCHEMA, &profile, &Layer::default(), &[]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "p.toml:4:11: input `vm_name` = \"a b\" has a space"
+        );
+    }
+
+    #[test]
+    fn sensitivity_follows_references() {
+        let profile = layer(
+            &[("vm_name", "vm-{project}"), ("template", "t")],
+            Origin::Profile("p:1:1".into()),
+        );
+        let cli = layer(&[("project", "secret")], Origin::CommandLine);
+        let mut inputs = resolve("ext.x", &SCHEMA, &profile, &cli, &[]).unwrap();
+        inputs.mark_sensitive("project");
+        assert!(inputs.is_sensitive("vm_name"));
+        assert_eq!(inputs.redacted()["vm_name"], REDACTED);
     }
 
     #[test]
     fn sensitive_values_are_redacted() {
-        let cli = layer(&[("var.token", "s3cret")], Origin::CommandLine);
+        let cli = layer(
+            &[("var.token", "s3cret"), ("vm_name", "a"), ("template", "t")],
+            Origin::CommandLine,
+        );
         let inputs = resolve(
             "ext.x",
             &SCHEMA,

@@ -5,8 +5,10 @@
 pub mod builtin;
 pub mod cancel;
 pub mod cli;
+pub mod duration;
 pub mod error;
 pub mod ext;
+pub mod files;
 pub mod inputs;
 pub mod lifecycle;
 pub mod placement;
@@ -16,4 +18,3 @@ pub mod progress;
 pub mod record;
 pub mod redact;
 pub mod registry;
-pub mod ttl;

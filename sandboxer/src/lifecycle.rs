@@ -7,23 +7,23 @@ use jiff::Timestamp;
 use serde::Serialize;
 
 use crate::cancel::Cancel;
+use crate::duration::Ttl;
 use crate::error::{Error, ErrorKind, kind_of, usage};
-use crate::ext::{self, Extension, Host, OnFailure, ProvisionContext};
+use crate::ext::{self, Environment, Extension, OnFailure, Prepared, ProvisionContext};
 use crate::inputs::{self, Inputs, Layer, Origin};
-use crate::placement;
+use crate::placement::HostSlots;
 use crate::process;
 use crate::profile::{Catalog, Profile, SearchPath};
-use crate::progress::{Event, FanOut, Sink};
+use crate::progress::{Background, BatchSink, Event, FanOut, Sink};
 use crate::record::{Owner, Placement, Record, SCHEMA_VERSION, State};
 use crate::registry::{Listing, Registry};
-use crate::ttl::Ttl;
 
 /// Everything a command needs to know about where things are; built once by the CLI.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub registry: Registry,
     pub search: SearchPath,
-    pub host: Host,
+    pub env: Environment,
 }
 
 /// `sandboxer create`, as plain data.
@@ -45,7 +45,10 @@ pub struct CreateRequest {
 pub struct Plan {
     pub profile: Profile,
     pub extension: &'static dyn Extension,
+    /// Resolved inputs, with everything the extension found sensitive marked so.
     pub inputs: Inputs,
+    /// What the extension prepared, handed to its provision.
+    pub prepared: Box<dyn Prepared>,
 }
 
 /// Resolves the profile and inputs of a request, failing before anything is written.
@@ -72,11 +75,12 @@ pub fn plan(config: &Config, request: &CreateRequest) -> anyhow::Result<Plan> {
         &command_line,
         &profile.sensitive_inputs,
     )?;
-    extension.prepare(&mut inputs, &config.host)?;
+    let prepared = extension.prepare(&mut inputs, &config.env)?;
     Ok(Plan {
         profile,
         extension,
         inputs,
+        prepared,
     })
 }
 
@@ -89,12 +93,17 @@ pub fn create(
     progress: &mut dyn Sink,
     cancel: &Cancel,
 ) -> anyhow::Result<Record> {
-    let plan = plan(config, request)?;
+    let Plan {
+        profile,
+        extension,
+        inputs,
+        prepared,
+    } = plan(config, request)?;
     let registry = &config.registry;
-    let placement_host = placement::Host::new(
+    let placement_host = HostSlots::new(
         registry.root(),
-        &plan.profile.placement.host,
-        plan.profile.placement.max_concurrent.map(|max| max.get()),
+        &profile.placement.host,
+        profile.placement.max_concurrent.map(|max| max.get()),
     );
     // With --no-wait, a full host is refused before anything is recorded.
     let mut slot = if request.no_wait {
@@ -104,25 +113,25 @@ pub fn create(
     };
 
     let now = Timestamp::now();
-    let ttl = request.ttl.unwrap_or(plan.profile.ttl);
+    let ttl = request.ttl.unwrap_or(profile.ttl);
     let expires_at = now
         .checked_add(ttl.as_duration())
         .map_err(|_| usage(format!("TTL {ttl} reaches past the end of time")))?;
     let (record, _owner_lock) = registry.create(|id| Record {
         schema_version: SCHEMA_VERSION,
         id: id.to_owned(),
-        profile: plan.profile.id.clone(),
-        profile_source: plan.profile.source.to_string(),
-        extension: plan.extension.id().to_owned(),
-        mode: plan.inputs.get("mode").unwrap_or("default").to_owned(),
+        profile: profile.id.clone(),
+        profile_source: profile.source.to_string(),
+        extension: extension.id().to_owned(),
+        mode: inputs.mode().unwrap_or("default").to_owned(),
         state: State::Pending,
         state_reason: None,
         created_at: now,
         updated_at: now,
         expires_at,
-        inputs: plan.inputs.redacted(),
+        inputs: inputs.redacted(),
         placement: Placement {
-            host: plan.profile.placement.host.clone(),
+            host: profile.placement.host.clone(),
             slot: None,
         },
         owner: Some(owner()),
@@ -132,7 +141,7 @@ pub fn create(
     let id = record.id.clone();
     let dirs = registry.dirs(&id);
     progress.emit(&Event::Phase {
-        message: format!("sandbox {id} ({}, {} mode)", plan.profile.id, record.mode),
+        message: format!("sandbox {id} ({}, {} mode)", profile.id, record.mode),
     });
 
     let outcome = (|| {
@@ -142,12 +151,12 @@ pub fn create(
                 let message = if place == 1 {
                     format!(
                         "waiting for a free placement slot on `{}` (next in line)",
-                        plan.profile.placement.host
+                        profile.placement.host
                     )
                 } else {
                     format!(
                         "waiting for a placement slot on `{}`: place {place} in the queue",
-                        plan.profile.placement.host
+                        profile.placement.host
                     )
                 };
                 progress.emit(&Event::Phase { message });
@@ -159,27 +168,31 @@ pub fn create(
             record.log = Some(dirs.log.clone());
         })?;
         progress.emit(&Event::Phase {
-            message: format!("provisioning on `{}`", plan.profile.placement.host),
+            message: format!("provisioning on `{}`", profile.placement.host),
         });
-        let mut recorder = Recorder {
-            registry,
-            id: &id,
+        // The record learns the running tool's process group on a worker of its own: the
+        // build never waits for the record lock or an fsync.
+        let mut recorder = Background::spawn(Recorder {
+            registry: registry.clone(),
+            id: id.clone(),
             error: None,
-        };
+        })
+        .context("starting the record writer")?;
         let provisioned = {
-            let mut sinks = FanOut::new().with(&mut recorder).with(progress);
-            plan.extension.provision(ProvisionContext {
+            let mut sinks = FanOut::default().with(&mut recorder).with(progress);
+            prepared.provision(ProvisionContext {
                 sandbox_id: &id,
-                inputs: &plan.inputs,
                 dirs: &dirs,
-                placement_host: &plan.profile.placement.host,
-                on_failure: request.on_failure.unwrap_or(plan.profile.on_failure),
-                host: &config.host,
+                placement_host: &profile.placement.host,
+                on_failure: request.on_failure.unwrap_or(profile.on_failure),
+                env: &config.env,
                 progress: &mut sinks,
                 cancel,
             })
         };
         drop(slot);
+        // Drained before the final state is written, so no late update can follow it.
+        let (recorder, _) = recorder.finish();
         provisioned.map(|provisioned| (provisioned, recorder.error))
     })();
 
@@ -245,21 +258,28 @@ fn owner() -> Owner {
 }
 
 /// Writes the running tool's process group into the record, so another process can find it
-/// (and stop it) if this one dies.
-struct Recorder<'a> {
-    registry: &'a Registry,
-    id: &'a str,
+/// (and stop it) if this one dies. Runs behind a [`Background`] worker; of the tool events
+/// that queued up meanwhile only the latest is written.
+struct Recorder {
+    registry: Registry,
+    id: String,
     error: Option<anyhow::Error>,
 }
 
-impl Sink for Recorder<'_> {
-    fn emit(&mut self, event: &Event) {
-        let (pgid, started) = match event {
-            Event::ProcessStarted { pgid, .. } => (Some(*pgid), process::start_time(*pgid)),
-            Event::ProcessExited { .. } => (None, None),
-            _ => return,
+impl BatchSink for Recorder {
+    fn wants(event: &Event) -> bool {
+        matches!(event, Event::ToolStarted { .. } | Event::ToolExited)
+    }
+
+    fn emit_batch(&mut self, events: &[Event]) {
+        let Some(latest) = events.iter().rev().find(|event| Self::wants(event)) else {
+            return;
         };
-        let updated = self.registry.update(self.id, |record| {
+        let (pgid, started) = match latest {
+            Event::ToolStarted { pgid } => (Some(*pgid), process::start_time(*pgid)),
+            _ => (None, None),
+        };
+        let updated = self.registry.update(&self.id, |record| {
             if let Some(owner) = record.owner.as_mut() {
                 owner.pgid = pgid;
                 owner.pgid_start_time = started;
@@ -345,11 +365,32 @@ pub enum TeardownOutcome {
     AlreadyGone(Record),
 }
 
+impl TeardownOutcome {
+    /// The record as it stands after the teardown.
+    pub fn record(&self) -> &Record {
+        match self {
+            TeardownOutcome::TornDown(record) | TeardownOutcome::AlreadyGone(record) => record,
+        }
+    }
+}
+
 /// Tears a sandbox down, keeping what its extension keeps. Idempotent; stops an orphaned
 /// build's process group first.
 pub fn teardown(config: &Config, id_or_prefix: &str) -> anyhow::Result<TeardownOutcome> {
     let id = config.registry.resolve_id(id_or_prefix)?;
     teardown_as(config, &id, State::TornDown, None)
+}
+
+/// Tears down several sandboxes: each is attempted whatever happened to the others, and each
+/// gets its own outcome, in the order given.
+pub fn teardown_each<'a>(
+    config: &Config,
+    ids_or_prefixes: &'a [String],
+) -> Vec<(&'a str, anyhow::Result<TeardownOutcome>)> {
+    ids_or_prefixes
+        .iter()
+        .map(|id| (id.as_str(), teardown(config, id)))
+        .collect()
 }
 
 fn teardown_as(
@@ -385,9 +426,13 @@ fn teardown_as(
         )
     })?;
     let dirs = registry.dirs(id);
-    let mut torn = record.clone();
+    let mut artifacts = record.artifacts.clone();
     extension
-        .teardown(&mut torn, &dirs)
+        .teardown(ext::TeardownContext {
+            mode: &record.mode,
+            dirs: &dirs,
+            artifacts: &mut artifacts,
+        })
         .with_context(|| format!("tearing down sandbox {id}"))?;
     let record = registry.update(id, |record| {
         record.state = final_state;
@@ -395,7 +440,7 @@ fn teardown_as(
             record.state_reason = reason;
         }
         record.owner = None;
-        record.artifacts = torn.artifacts;
+        record.artifacts = artifacts;
     })?;
     drop(lock);
     Ok(TeardownOutcome::TornDown(record))
@@ -482,98 +527,198 @@ pub fn extend(config: &Config, id_or_prefix: &str, ttl: Ttl) -> anyhow::Result<R
     })
 }
 
-/// One thing `gc` did (or, with `--dry-run`, would do).
+/// What `gc` does to a sandbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GcAction {
+    /// Tear down a sandbox past its TTL and mark it `expired`.
+    Expire,
+    /// Stop the process group a dead sandboxer left running.
+    StopOrphanedBuild,
+    /// Leave an expired sandbox alone because it is still provisioning.
+    SkipProvisioning,
+    /// Remove the half-made directory of a create that died before publishing it.
+    RemoveStaleAllocation,
+}
+
+impl GcAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GcAction::Expire => "expire",
+            GcAction::StopOrphanedBuild => "stop-orphaned-build",
+            GcAction::SkipProvisioning => "skip-provisioning",
+            GcAction::RemoveStaleAllocation => "remove-stale-allocation",
+        }
+    }
+}
+
+impl std::fmt::Display for GcAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How one of `gc`'s actions went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    Done,
+    /// `--dry-run`: it would have been done.
+    Planned,
+    /// Nothing needed doing after all (someone else did it, or it is not time yet).
+    Skipped,
+    Failed,
+}
+
+/// One thing `gc` did, would do, or failed to do, to one sandbox.
 #[derive(Debug, Clone, Serialize)]
-pub struct GcAction {
+pub struct GcEntry {
     pub id: String,
-    /// `expire`, `stop-orphaned-build`, `skip-provisioning`, `remove-stale-allocation`, or `error`.
-    pub action: &'static str,
+    pub action: GcAction,
+    pub outcome: Outcome,
     pub detail: String,
+}
+
+/// Everything `gc` attempted; every sandbox is attempted whatever happened to the others.
+#[derive(Debug, Default)]
+pub struct GcReport {
+    pub entries: Vec<GcEntry>,
+    /// Sandbox directories whose record could not be read (reported, never touched).
+    pub unreadable: Vec<(String, anyhow::Error)>,
+}
+
+impl GcReport {
+    /// How many actions failed; the command fails when any did.
+    pub fn failures(&self) -> usize {
+        self.entries
+            .iter()
+            .filter(|entry| entry.outcome == Outcome::Failed)
+            .count()
+    }
+
+    fn push(&mut self, id: &str, action: GcAction, outcome: Outcome, detail: impl Into<String>) {
+        self.entries.push(GcEntry {
+            id: id.to_owned(),
+            action,
+            outcome,
+            detail: detail.into(),
+        });
+    }
 }
 
 /// Tears down every expired sandbox (marking it `expired`), stops the process groups of
 /// orphaned builds, and skips sandboxes still provisioning (they are reaped by a later gc
-/// once they finish).
-pub fn gc(config: &Config, dry_run: bool) -> anyhow::Result<Vec<GcAction>> {
-    let registry = &config.registry;
+/// once they finish). One policy for errors: a failure is recorded in the report and the next
+/// sandbox is attempted.
+pub fn gc(config: &Config, dry_run: bool) -> anyhow::Result<GcReport> {
     let now = Timestamp::now();
-    let mut actions = Vec::new();
-    for record in list(config, false)?.records {
-        let id = record.id.clone();
-        let orphan_running = record
-            .owner
-            .as_ref()
-            .is_some_and(|owner| owner.pgid.is_some() && !record.state.is_in_progress());
+    let listing = list(config, false)?;
+    let mut report = GcReport {
+        entries: Vec::new(),
+        unreadable: listing.unreadable,
+    };
+    let planned_or = |done: Outcome| if dry_run { Outcome::Planned } else { done };
+    for record in listing.records {
+        let id = record.id.as_str();
         if record.state.is_in_progress() {
             if is_expired(&record, now) {
-                actions.push(GcAction {
+                report.push(
                     id,
-                    action: "skip-provisioning",
-                    detail: format!(
+                    GcAction::SkipProvisioning,
+                    Outcome::Skipped,
+                    format!(
                         "expired but still {}; reaped once it finishes",
                         record.state
                     ),
-                });
+                );
             }
             continue;
         }
+        let orphan_running = record
+            .owner
+            .as_ref()
+            .is_some_and(|owner| owner.pgid.is_some());
         if orphan_running && !is_expired(&record, now) {
-            let mut detail = "stopping the process group its dead owner left running".to_owned();
-            if !dry_run {
-                let Some(lock) = registry.try_lock(&id)? else {
-                    continue;
-                };
-                let record = registry.load(&id)?;
-                match stop_orphaned_build(registry, &record) {
-                    Ok(true) => {}
-                    Ok(false) => detail = "its process group had already ended".to_owned(),
-                    Err(err) => detail = format!("{err:#}"),
-                }
-                drop(lock);
+            let action = GcAction::StopOrphanedBuild;
+            if dry_run {
+                report.push(
+                    id,
+                    action,
+                    Outcome::Planned,
+                    "stopping the process group its dead owner left running",
+                );
+                continue;
             }
-            actions.push(GcAction {
-                id,
-                action: "stop-orphaned-build",
-                detail,
-            });
+            match stop_orphan_of(config, id) {
+                Ok(Some(true)) => report.push(
+                    id,
+                    action,
+                    Outcome::Done,
+                    "stopped the process group its dead owner left running",
+                ),
+                Ok(Some(false)) => report.push(
+                    id,
+                    action,
+                    Outcome::Done,
+                    "its process group had already ended",
+                ),
+                Ok(None) => report.push(
+                    id,
+                    action,
+                    Outcome::Skipped,
+                    "another process is working on it",
+                ),
+                Err(err) => report.push(id, action, Outcome::Failed, format!("{err:#}")),
+            }
             continue;
         }
         if !is_expired(&record, now) {
             continue;
         }
+        let action = GcAction::Expire;
         let detail = format!("expired at {} ({})", record.expires_at, record.state);
         if dry_run {
-            actions.push(GcAction {
-                id,
-                action: "expire",
-                detail,
-            });
+            report.push(id, action, Outcome::Planned, detail);
             continue;
         }
         let reason = Some(format!("TTL ended at {}", record.expires_at));
-        match teardown_as(config, &id, State::Expired, reason) {
-            Ok(TeardownOutcome::TornDown(_)) => actions.push(GcAction {
+        match teardown_as(config, id, State::Expired, reason) {
+            Ok(TeardownOutcome::TornDown(_)) => report.push(id, action, Outcome::Done, detail),
+            Ok(TeardownOutcome::AlreadyGone(record)) => report.push(
                 id,
-                action: "expire",
-                detail,
-            }),
-            Ok(TeardownOutcome::AlreadyGone(_)) => {}
-            Err(err) => actions.push(GcAction {
-                id,
-                action: "error",
-                detail: format!("{err:#}"),
-            }),
+                action,
+                Outcome::Skipped,
+                format!("already {}", record.state),
+            ),
+            Err(err) => report.push(id, action, Outcome::Failed, format!("{err:#}")),
         }
     }
-    for staging in registry.stale_allocations()? {
-        if !dry_run {
-            registry.remove_stale_allocation(&staging)?;
+    match config.registry.stale_allocations() {
+        Ok(stale) => {
+            for staging in stale {
+                let action = GcAction::RemoveStaleAllocation;
+                let detail = "a create died before publishing this sandbox";
+                let outcome = if dry_run {
+                    Ok(())
+                } else {
+                    config.registry.remove_stale_allocation(&staging)
+                };
+                match outcome {
+                    Ok(()) => report.push(&staging, action, planned_or(Outcome::Done), detail),
+                    Err(err) => report.push(&staging, action, Outcome::Failed, format!("{err:#}")),
+                }
+            }
         }
-        actions.push(GcAction {
-            id: staging,
-            action: "remove-stale-allocation",
-            detail: "a create died before publishing this sandbox".to_owned(),
-        });
+        Err(err) => report.unreadable.push(("sandboxes/".to_owned(), err)),
     }
-    Ok(actions)
+    Ok(report)
+}
+
+/// Stops an orphaned build under the owner lock; `None` when someone else holds the lock.
+fn stop_orphan_of(config: &Config, id: &str) -> anyhow::Result<Option<bool>> {
+    let Some(_lock) = config.registry.try_lock(id)? else {
+        return Ok(None);
+    };
+    let record = config.registry.load(id)?;
+    stop_orphaned_build(&config.registry, &record).map(Some)
 }

@@ -13,7 +13,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::cancel::Cancel;
 use crate::error::{Error, ErrorKind};
-use crate::registry::open_lock_file;
+use crate::files::open_lock_file;
 
 /// How often a queued `create` looks again.
 const POLL: Duration = Duration::from_millis(100);
@@ -37,15 +37,15 @@ impl Slot {
 
 /// The slots of one placement host: `slots/<host>/<n>.lock` and `slots/<host>/queue/`.
 #[derive(Debug)]
-pub struct Host {
+pub struct HostSlots {
     name: String,
     dir: Utf8PathBuf,
     max_concurrent: Option<u32>,
 }
 
-impl Host {
-    pub fn new(state_root: &Utf8Path, name: &str, max_concurrent: Option<u32>) -> Host {
-        Host {
+impl HostSlots {
+    pub fn new(state_root: &Utf8Path, name: &str, max_concurrent: Option<u32>) -> HostSlots {
+        HostSlots {
             name: name.to_owned(),
             dir: state_root.join("slots").join(name),
             max_concurrent,
@@ -210,10 +210,10 @@ impl Drop for Ticket {
 mod tests {
     use super::*;
 
-    fn host(max: Option<u32>) -> (tempfile::TempDir, Host) {
+    fn host(max: Option<u32>) -> (tempfile::TempDir, HostSlots) {
         let dir = tempfile::tempdir().unwrap();
         let root = Utf8Path::from_path(dir.path()).unwrap().to_owned();
-        (dir, Host::new(&root, "local", max))
+        (dir, HostSlots::new(&root, "local", max))
     }
 
     #[test]

@@ -10,10 +10,10 @@ use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
+use crate::duration::Ttl;
 use crate::error::{did_you_mean, not_found, usage};
 use crate::ext::{self, OnFailure};
 use crate::inputs::{Layer, Origin};
-use crate::ttl::Ttl;
 
 /// Where a profile was read from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,15 +32,9 @@ impl fmt::Display for Source {
     }
 }
 
-impl Serialize for Source {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
-    }
-}
-
-/// Where a profile's sandbox runs.
+/// Where a profile's sandboxes run, and how many at once.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Placement {
+pub struct PlacementPolicy {
     /// The placement host; `local` is this machine.
     pub host: String,
     /// At most this many provisions at once on `host`, across processes; no limit when absent.
@@ -60,15 +54,6 @@ fn local_host() -> String {
     "local".to_owned()
 }
 
-impl Default for Placement {
-    fn default() -> Self {
-        Placement {
-            host: local_host(),
-            max_concurrent: None,
-        }
-    }
-}
-
 /// A validated profile.
 #[derive(Debug, Clone)]
 pub struct Profile {
@@ -76,7 +61,7 @@ pub struct Profile {
     pub description: String,
     pub extension: String,
     pub ttl: Ttl,
-    pub placement: Placement,
+    pub placement: PlacementPolicy,
     /// Default inputs, each with the file location it came from.
     pub inputs: Layer,
     pub sensitive_inputs: Vec<String>,
@@ -84,6 +69,106 @@ pub struct Profile {
     pub source: Source,
     /// `file:line:column` of the `id` value, for reports about duplicates.
     pub id_location: String,
+}
+
+impl Profile {
+    /// The mode the profile selects: its last `mode` input, else its extension's default.
+    pub fn mode(&self) -> Option<&str> {
+        self.inputs
+            .0
+            .iter()
+            .rev()
+            .find(|(name, _, _)| name == crate::inputs::MODE)
+            .map(|(_, value, _)| value.as_str())
+            .or_else(|| ext::find(&self.extension)?.input_schema().default_mode())
+    }
+
+    /// Every input the profile's extension takes in the profile's mode that has a value, as the
+    /// profile writes it (`{name}` references are expanded at create time), sensitive values
+    /// redacted, each with where its value comes from.
+    pub fn input_rows(&self) -> Vec<InputRow> {
+        let Some(extension) = ext::find(&self.extension) else {
+            return Vec::new();
+        };
+        let mode = self.mode();
+        let mut rows: BTreeMap<String, InputRow> = BTreeMap::new();
+        for spec in extension.input_schema().specs {
+            if let Some(default) = spec.default
+                && spec.applies_to(mode)
+            {
+                rows.insert(
+                    spec.name.to_owned(),
+                    InputRow {
+                        name: spec.name.to_owned(),
+                        value: default.to_owned(),
+                        from: "extension default".to_owned(),
+                    },
+                );
+            }
+        }
+        for (name, value, origin) in &self.inputs.0 {
+            let from = match origin {
+                Origin::Profile(location) => location.clone(),
+                Origin::Default => "extension default".to_owned(),
+                Origin::CommandLine => "command line".to_owned(),
+            };
+            let value = if self.sensitive_inputs.contains(name) {
+                crate::inputs::REDACTED.to_owned()
+            } else {
+                value.clone()
+            };
+            rows.insert(
+                name.clone(),
+                InputRow {
+                    name: name.clone(),
+                    value,
+                    from,
+                },
+            );
+        }
+        rows.into_values().collect()
+    }
+}
+
+/// One input as `profiles show` presents it.
+#[derive(Debug, Clone, Serialize)]
+pub struct InputRow {
+    pub name: String,
+    pub value: String,
+    /// `file:line:column` in the profile, or "extension default".
+    pub from: String,
+}
+
+/// A profile as `profiles list` and `profiles show` present it (their `--json` shape).
+#[derive(Debug, Serialize)]
+pub struct Summary<'a> {
+    pub id: &'a str,
+    pub description: &'a str,
+    pub extension: &'a str,
+    pub mode: Option<&'a str>,
+    pub ttl: String,
+    pub placement: &'a PlacementPolicy,
+    pub on_failure: OnFailure,
+    pub source: String,
+    /// Definitions of the same id further down the search path, hidden by this one.
+    pub shadows: Vec<String>,
+}
+
+impl Entry {
+    pub fn summary(&self) -> Summary<'_> {
+        let profile = &self.profile;
+        Summary {
+            id: &profile.id,
+            description: &profile.description,
+            extension: &profile.extension,
+            mode: profile.mode(),
+            ttl: profile.ttl.to_string(),
+            placement: &profile.placement,
+            on_failure: profile.on_failure,
+            source: profile.source.to_string(),
+            shadows: self.shadowed.iter().map(ToString::to_string).collect(),
+        }
+    }
 }
 
 /// The file format; `Profile` is what the rest of the program sees.
@@ -183,7 +268,7 @@ pub fn parse(text: &str, display_path: &str, source: Source) -> anyhow::Result<P
         ),
     };
     let placement = match file.placement.host {
-        None => Placement {
+        None => PlacementPolicy {
             host: local_host(),
             max_concurrent,
         },
@@ -200,7 +285,7 @@ pub fn parse(text: &str, display_path: &str, source: Source) -> anyhow::Result<P
                     at(host.span())
                 )));
             }
-            Placement {
+            PlacementPolicy {
                 host: host.into_inner(),
                 max_concurrent,
             }
@@ -332,10 +417,6 @@ impl SearchPath {
             seen.insert(dir.canonicalize_utf8().unwrap_or_else(|_| dir.clone()))
         });
         SearchPath { dirs }
-    }
-
-    pub fn dirs(&self) -> impl Iterator<Item = &Utf8Path> {
-        self.dirs.iter().map(|(dir, _)| dir.as_path())
     }
 }
 

@@ -4,7 +4,11 @@ use std::borrow::Cow;
 
 use crate::inputs::REDACTED;
 
-/// Replaces every occurrence of a set of secrets, in plain and in Packer-escaped form.
+/// How a tool writes text in its output (Packer escapes `,` and newlines), so that a secret is
+/// found there in that form too.
+pub type Escape = fn(&str) -> String;
+
+/// Replaces every occurrence of a set of secrets, as they are and in each escaped form given.
 #[derive(Debug, Clone, Default)]
 pub struct Redactor {
     /// Longest first, so a secret that contains another is replaced whole.
@@ -12,13 +16,13 @@ pub struct Redactor {
 }
 
 impl Redactor {
-    pub fn new(secrets: impl IntoIterator<Item = String>) -> Self {
+    pub fn new(secrets: impl IntoIterator<Item = String>, escapes: &[Escape]) -> Self {
         let mut needles: Vec<String> = secrets
             .into_iter()
             .filter(|secret| !secret.is_empty())
             .flat_map(|secret| {
-                let escaped = crate::ext::vm_packer::machine_readable::encode(&secret);
-                [secret, escaped]
+                let escaped: Vec<String> = escapes.iter().map(|escape| escape(&secret)).collect();
+                std::iter::once(secret).chain(escaped)
             })
             .collect();
         needles.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
@@ -41,9 +45,13 @@ impl Redactor {
 mod tests {
     use super::*;
 
+    fn packer_escape(text: &str) -> String {
+        text.replace(',', "%!(PACKER_COMMA)")
+    }
+
     #[test]
     fn hides_plain_and_escaped_secrets() {
-        let redactor = Redactor::new(["pa,ss".to_owned(), String::new()]);
+        let redactor = Redactor::new(["pa,ss".to_owned(), String::new()], &[packer_escape]);
         assert_eq!(redactor.redact("x pa,ss y"), "x <redacted> y");
         assert_eq!(
             redactor.redact("1,,ui,message,pa%!(PACKER_COMMA)ss"),
@@ -54,7 +62,7 @@ mod tests {
 
     #[test]
     fn longer_secrets_win() {
-        let redactor = Redactor::new(["abc".to_owned(), "abcdef".to_owned()]);
+        let redactor = Redactor::new(["abc".to_owned(), "abcdef".to_owned()], &[]);
         assert_eq!(redactor.redact("abcdef abc"), "<redacted> <redacted>");
     }
 }

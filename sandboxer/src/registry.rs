@@ -1,16 +1,14 @@
 //! The state directory: sandbox ids, records, per-sandbox locks and atomic writes.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::Write as _;
-use std::os::unix::fs::{
-    DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _,
-};
+use std::fs;
+use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, PermissionsExt as _};
 
 use anyhow::Context as _;
 use camino::{Utf8Path, Utf8PathBuf};
 use jiff::Timestamp;
 
 use crate::error::{not_found, usage};
+use crate::files::{FileLock, open_lock_file, sync_dir, write_atomically};
 use crate::record::{Record, SCHEMA_VERSION};
 
 /// The state directory (`$SANDBOXER_HOME`, else `$XDG_STATE_HOME/sandboxer`).
@@ -34,10 +32,7 @@ pub struct SandboxDirs {
 }
 
 /// An exclusive lock on one sandbox, held while a process changes it; released on drop or death.
-#[derive(Debug)]
-pub struct SandboxLock {
-    _file: File,
-}
+pub type SandboxLock = FileLock;
 
 /// Records read from disk, plus the sandbox directories that could not be read.
 #[derive(Debug, Default)]
@@ -126,7 +121,7 @@ impl Registry {
                 .mode(0o700)
                 .create(&staging)
                 .with_context(|| format!("creating {staging}"))?;
-            let lock = lock_exclusive(&staging.join("lock"))?;
+            let lock = FileLock::acquire(&staging.join("lock"))?;
             let record = make_record(&id);
             let mut json = serde_json::to_vec_pretty(&record)?;
             json.push(b'\n');
@@ -163,14 +158,14 @@ impl Registry {
     /// The owner lock is held for as long as a process works on the sandbox (a whole build);
     /// the OS releases it when that process dies, which is how others tell a dead owner.
     pub fn lock(&self, id: &str) -> anyhow::Result<SandboxLock> {
-        lock_exclusive(&self.dirs(id).root.join("lock"))
+        FileLock::acquire(&self.dirs(id).root.join("lock"))
     }
 
     /// Changes a record: read, apply `change`, write, all under the record's write lock, so that
     /// concurrent changes to different fields (a build finishing, an `extend`) are never lost.
     /// Returns the record as written.
     pub fn update(&self, id: &str, change: impl FnOnce(&mut Record)) -> anyhow::Result<Record> {
-        let _guard = lock_exclusive(&self.dirs(id).root.join("record.lock"))?;
+        let _guard = FileLock::acquire(&self.dirs(id).root.join("record.lock"))?;
         let mut record = self.load_exact(id)?;
         change(&mut record);
         record.updated_at = Timestamp::now();
@@ -180,14 +175,8 @@ impl Registry {
 
     /// Takes the sandbox's lock if nobody holds it.
     pub fn try_lock(&self, id: &str) -> anyhow::Result<Option<SandboxLock>> {
-        let file = open_lock_file(&self.dirs(id).root.join("lock"))?;
-        match file.try_lock() {
-            Ok(()) => Ok(Some(SandboxLock { _file: file })),
-            Err(fs::TryLockError::WouldBlock) => Ok(None),
-            Err(fs::TryLockError::Error(err)) => {
-                Err(err).with_context(|| format!("locking sandbox {id}"))
-            }
-        }
+        FileLock::try_acquire(&self.dirs(id).root.join("lock"))
+            .with_context(|| format!("locking sandbox {id}"))
     }
 
     fn write(&self, record: &Record) -> anyhow::Result<()> {
@@ -312,47 +301,6 @@ impl Registry {
         let path = self.root.join("sandboxes").join(name);
         fs::remove_dir_all(&path).with_context(|| format!("removing {path}"))
     }
-}
-
-/// Writes `contents` to `path` so that readers see the old file or the new one, never a mix:
-/// temp file in the same directory, fsync, rename, fsync the directory.
-pub fn write_atomically(path: &Utf8Path, contents: &[u8]) -> anyhow::Result<()> {
-    let dir = path.parent().context("a file path has a parent")?;
-    let mut temp = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .tempfile_in(dir)
-        .with_context(|| format!("creating a temporary file in {dir}"))?;
-    temp.write_all(contents)
-        .with_context(|| format!("writing {path}"))?;
-    temp.as_file()
-        .sync_all()
-        .with_context(|| format!("syncing {path}"))?;
-    temp.persist(path)
-        .with_context(|| format!("replacing {path}"))?;
-    sync_dir(dir)
-}
-
-fn sync_dir(dir: &Utf8Path) -> anyhow::Result<()> {
-    File::open(dir)
-        .and_then(|dir| dir.sync_all())
-        .with_context(|| format!("syncing directory {dir}"))
-}
-
-fn lock_exclusive(path: &Utf8Path) -> anyhow::Result<SandboxLock> {
-    let file = open_lock_file(path)?;
-    file.lock().with_context(|| format!("locking {path}"))?;
-    Ok(SandboxLock { _file: file })
-}
-
-/// Opens (creating, mode 0600) a file that is only ever used for its lock.
-pub(crate) fn open_lock_file(path: &Utf8Path) -> anyhow::Result<File> {
-    OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("opening lock file {path}"))
 }
 
 /// Crockford base32, lower case: no i, l, o, u, so ids read aloud well.

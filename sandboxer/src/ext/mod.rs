@@ -7,12 +7,13 @@ use camino::{Utf8Path, Utf8PathBuf};
 use crate::cancel::Cancel;
 use crate::inputs::{InputSchema, Inputs};
 use crate::progress::Sink;
-use crate::record::{Artifact, Record};
+use crate::record::Artifact;
 use crate::registry::SandboxDirs;
 
-/// Facts about the host that extensions may need, gathered once by the caller.
+/// Facts about the machine sandboxer runs on and how it was invoked, gathered once by the
+/// caller, for extensions to use.
 #[derive(Debug, Clone)]
-pub struct Host {
+pub struct Environment {
     /// Where relative paths in inputs are resolved.
     pub cwd: Utf8PathBuf,
     /// Where extensions may cache things across sandboxes (bundled files, tool versions).
@@ -26,11 +27,11 @@ pub struct Host {
 /// What a provision gets to work with.
 pub struct ProvisionContext<'a> {
     pub sandbox_id: &'a str,
-    pub inputs: &'a Inputs,
     pub dirs: &'a SandboxDirs,
+    /// The placement host the sandbox was placed on (`local` is this machine).
     pub placement_host: &'a str,
     pub on_failure: OnFailure,
-    pub host: &'a Host,
+    pub env: &'a Environment,
     /// Where to report progress; extensions never print.
     pub progress: &'a mut dyn Sink,
     /// Polled between steps; a running tool is signalled through it directly.
@@ -46,6 +47,21 @@ pub enum OnFailure {
     Cleanup,
     /// Keep everything for debugging, until the TTL or a teardown.
     Keep,
+}
+
+impl OnFailure {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnFailure::Cleanup => "cleanup",
+            OnFailure::Keep => "keep",
+        }
+    }
+}
+
+impl std::fmt::Display for OnFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl std::str::FromStr for OnFailure {
@@ -66,10 +82,21 @@ pub struct Provisioned {
     pub artifacts: Vec<Artifact>,
 }
 
+/// What teardown may change: the sandbox's working directories and where its artifacts are.
+pub struct TeardownContext<'a> {
+    /// The mode the sandbox was made in (`build`, `attach`, ...).
+    pub mode: &'a str,
+    pub dirs: &'a SandboxDirs,
+    /// The artifacts as recorded; teardown moves the ones it keeps and drops the rest.
+    pub artifacts: &'a mut Vec<Artifact>,
+}
+
 /// One kind of sandbox.
 ///
-/// Extensions report through the progress sink and return errors with context; they never
-/// print, never exit the process, and never touch another sandbox's files.
+/// `create` calls [`Extension::prepare`] before anything is written, then the returned
+/// [`Prepared::provision`] once the sandbox is recorded and placed; `teardown` and `gc` call
+/// [`Extension::teardown`]. Extensions report through the progress sink and return errors with
+/// context; they never print, never exit the process, and never touch another sandbox's files.
 pub trait Extension: Sync {
     /// The id profiles use, e.g. `ext.vm-packer`.
     fn id(&self) -> &'static str;
@@ -77,19 +104,24 @@ pub trait Extension: Sync {
     /// One line for `profiles show`.
     fn summary(&self) -> &'static str;
 
-    /// Every input the extension accepts.
+    /// Every input the extension accepts, with the modes each applies to; required inputs are
+    /// checked against it before `prepare` is called.
     fn input_schema(&self) -> &'static InputSchema;
 
-    /// Checks resolved inputs before a sandbox is allocated, marking inputs that turn out to be
-    /// sensitive (so that nothing about the sandbox is written with them in clear).
-    fn prepare(&self, inputs: &mut Inputs, host: &Host) -> anyhow::Result<()>;
+    /// Checks resolved inputs and gathers what provisioning needs (reading files, finding
+    /// tools), before a sandbox is allocated; marks inputs that turn out to be sensitive, so
+    /// nothing about the sandbox is written with them in clear.
+    fn prepare(&self, inputs: &mut Inputs, env: &Environment) -> anyhow::Result<Box<dyn Prepared>>;
 
+    /// Removes what the sandbox holds, keeping what the extension promises to keep. Must be
+    /// idempotent, and must never touch anything the extension did not make (an attached VM).
+    fn teardown(&self, sandbox: TeardownContext<'_>) -> anyhow::Result<()>;
+}
+
+/// An extension's checked plan for one sandbox, made by [`Extension::prepare`].
+pub trait Prepared: std::fmt::Debug + Send {
     /// Brings the sandbox up. Errors carry an [`crate::error::ErrorKind`] when cancelled.
-    fn provision(&self, ctx: ProvisionContext<'_>) -> anyhow::Result<Provisioned>;
-
-    /// Removes what the sandbox holds, keeping what the extension promises to keep (updating
-    /// `record.artifacts` to say where it went). Must be idempotent.
-    fn teardown(&self, record: &mut Record, dirs: &SandboxDirs) -> anyhow::Result<()>;
+    fn provision(self: Box<Self>, ctx: ProvisionContext<'_>) -> anyhow::Result<Provisioned>;
 }
 
 impl std::fmt::Debug for dyn Extension {

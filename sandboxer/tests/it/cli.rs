@@ -105,3 +105,52 @@ fn toml_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     found
 }
+
+/// Issue 6, defect 2: a non-UTF-8 argument or environment variable is a usage error (exit 2)
+/// that says what is wrong, never a panic.
+#[test]
+fn non_utf8_arguments_and_environment_are_usage_errors() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt as _;
+
+    let sandboxer = crate::common::Sandboxer::new();
+    let bad = OsStr::from_bytes(b"sb-\xff");
+    let check = |mut command: std::process::Command, what: &str| {
+        let output = command.output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{what}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{what}: {stderr}");
+        assert!(stderr.contains("UTF-8"), "{what}: {stderr}");
+        output
+    };
+
+    let mut show = sandboxer.command(&["show"]);
+    show.arg(bad);
+    check(show, "show <non-UTF-8 id>");
+
+    let mut json = sandboxer.command(&["show", "--json"]);
+    json.arg(bad);
+    let output = check(json, "show --json <non-UTF-8 id>");
+    let object: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(object["error"], "usage");
+
+    let mut input = sandboxer.command(&["create", "--profile", "vm-packer-build", "--input"]);
+    input.arg(OsStr::from_bytes(b"vm_name=\xfe"));
+    check(input, "--input with a non-UTF-8 value");
+
+    for variable in [
+        "SANDBOXER_PROFILES",
+        "SANDBOXER_PACKER",
+        "XDG_CONFIG_HOME",
+        "SANDBOXER_HOME",
+    ] {
+        let mut list = sandboxer.command(&["list"]);
+        list.env(variable, bad);
+        let output = check(list, variable);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains(variable) || variable == "SANDBOXER_HOME",
+            "{variable}: {stderr}"
+        );
+    }
+}

@@ -115,7 +115,7 @@ fn gc_expires_sandboxes_past_their_ttl_and_keeps_the_ova() {
         .json();
     assert_eq!(
         dry,
-        serde_json::json!([{"id": id, "action": "expire", "detail": dry[0]["detail"]}])
+        serde_json::json!([{"id": id, "action": "expire", "outcome": "planned", "detail": dry[0]["detail"]}])
     );
     assert_eq!(
         sandboxer.show(&id)["state"],
@@ -585,7 +585,7 @@ fn teardown_and_gc_racing_end_with_one_teardown() {
             .as_array()
             .unwrap()
             .iter()
-            .any(|action| action["id"] == id.as_str());
+            .any(|action| action["id"] == id.as_str() && action["outcome"] == "done");
         if gc_expired {
             assert_eq!(state, "expired");
             assert!(

@@ -939,3 +939,59 @@ fn successful_build_clears_what_packer_left_in_its_tmpdir() {
     assert_artifact_matches_file(&record, "gated.ova");
     assert_no_leftovers(&sandboxer, &id);
 }
+
+/// Issue 6, defect 1: a template variable marked sensitive that sandboxer feeds from one of its
+/// own inputs (`project`, via `profile.vm-haskell-build`) leaked into Packer's argv, the record
+/// and the log. Its value (and `vm_name`, which is made from it) must reach Packer only through
+/// the private var file.
+#[test]
+fn a_sensitive_project_never_leaves_the_var_file() {
+    let sandboxer = with_packer();
+    let packer_dir = sandboxer.cwd().join("packer");
+    std::fs::create_dir_all(&packer_dir).unwrap();
+    std::fs::copy(
+        crate::common::fixtures().join("templates/sensitive-project/haskell-build.pkr.hcl"),
+        packer_dir.join("haskell-build.pkr.hcl"),
+    )
+    .unwrap();
+    let secret = "quietproject7";
+    let gate = sandboxer.root().join("gate-open");
+    let gate_input = format!("var.gate={}", gate.display());
+    let project = format!("project={secret}");
+    let mut running = sandboxer.start(&[
+        "create",
+        "--profile",
+        "profile.vm-haskell-build",
+        "--json",
+        "-i",
+        &project,
+        "-i",
+        &gate_input,
+    ]);
+    running.wait_for_stderr("build started");
+    // sandboxer's own command line holds what the user typed; nothing it starts may.
+    let own = format!("{}: ", running.id());
+    let running_with_secret: Vec<String> = processes_mentioning(secret)
+        .into_iter()
+        .filter(|process| !process.starts_with(&own))
+        .collect();
+    std::fs::write(&gate, "").unwrap();
+    let run = running.finish().success();
+    assert!(
+        running_with_secret.is_empty(),
+        "the project reached a command line or environment: {running_with_secret:#?}"
+    );
+    let record = run.json();
+    assert_eq!(record["inputs"]["project"], "<redacted>", "{record:#}");
+    assert_eq!(
+        record["inputs"]["vm_name"], "<redacted>",
+        "vm_name is made from the project: {record:#}"
+    );
+    let id = str_field(&record, "id").to_owned();
+    let log = std::fs::read_to_string(sandboxer.sandbox_dir(&id).join("provision.log")).unwrap();
+    assert!(
+        log.contains("building project=<redacted> as <redacted>"),
+        "{log}"
+    );
+    assert_no_secret(&sandboxer, &[secret], &[&id], &[&run]);
+}

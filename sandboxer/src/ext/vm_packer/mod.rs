@@ -12,13 +12,14 @@ use std::os::unix::fs::OpenOptionsExt as _;
 use anyhow::Context as _;
 use camino::{Utf8Path, Utf8PathBuf};
 
-use super::{Extension, Host, OnFailure, ProvisionContext, Provisioned, describe_artifact};
+use super::{
+    Environment, Extension, OnFailure, Prepared, ProvisionContext, Provisioned, TeardownContext,
+    describe_artifact,
+};
 use crate::error::{Error, ErrorKind, usage};
-use crate::inputs::{self, InputSchema, InputSpec, Inputs};
+use crate::inputs::{InputSchema, InputSpec, Inputs};
 use crate::progress::Event;
-use crate::record::Record;
 use crate::redact::Redactor;
-use crate::registry::SandboxDirs;
 use template::Template;
 
 /// The `ext.vm-packer` extension.
@@ -32,32 +33,35 @@ const VAR_PREFIX: &str = "var.";
 
 static SPECS: [InputSpec; 4] = [
     InputSpec {
-        name: "mode",
-        required: false,
         default: Some("build"),
         allowed: &["build", "attach"],
-        description: "build: run a Packer build and keep its OVA; attach: use an existing VM",
+        ..InputSpec::new(
+            "mode",
+            "build: run a Packer build and keep its OVA; attach: use an existing VM",
+        )
     },
     InputSpec {
-        name: "packer_template",
         required: true,
-        default: None,
-        allowed: &[],
-        description: "template file (*.pkr.hcl, *.pkr.json, legacy *.json) or directory; relative to the current directory",
+        modes: &["build"],
+        ..InputSpec::new(
+            "packer_template",
+            "template file (*.pkr.hcl, *.pkr.json, legacy *.json) or directory; relative to the current directory",
+        )
     },
     InputSpec {
-        name: "vm_name",
         required: true,
-        default: None,
-        allowed: &[],
-        description: "names the VM and its files: letters, digits, `.`, `_`, `-`",
+        validate: Some(check_name),
+        ..InputSpec::new(
+            "vm_name",
+            "names the VM and its files: letters, digits, `.`, `_`, `-`",
+        )
     },
     InputSpec {
-        name: "project",
-        required: false,
-        default: None,
-        allowed: &[],
-        description: "the project a build machine is for; passed as -var project=... when the template declares it",
+        validate: Some(check_name),
+        ..InputSpec::new(
+            "project",
+            "the project a build machine is for; passed as -var project=... when the template declares it",
+        )
     },
 ];
 
@@ -69,8 +73,128 @@ static SCHEMA: InputSchema = InputSchema {
     )),
 };
 
-/// Variables sandboxer itself sets when the template declares them.
-const OWNED_VARIABLES: [&str; 3] = ["vm_name", "output_directory", "placement_host"];
+/// Where the value of a template variable comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Source {
+    /// An input: a named one sandboxer owns (`vm_name`, `project`) or a free-form `var.NAME`.
+    Input(String),
+    /// The sandbox's output directory, which sandboxer owns.
+    OutputDirectory,
+    /// The placement host the sandbox was placed on.
+    PlacementHost,
+}
+
+/// Template variables sandboxer sets itself when the template declares them, and from what.
+/// A `var.NAME` input for one of these is refused: the owned source decides.
+fn owned_source(variable: &str) -> Option<Source> {
+    match variable {
+        "vm_name" | "project" => Some(Source::Input(variable.to_owned())),
+        "output_directory" => Some(Source::OutputDirectory),
+        "placement_host" => Some(Source::PlacementHost),
+        _ => None,
+    }
+}
+
+/// One template variable and what feeds it: the single mapping that decides both what is
+/// passed to Packer and whether it is secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Binding {
+    variable: String,
+    source: Source,
+    /// The template marks the variable sensitive, or the profile marks its input sensitive.
+    sensitive: bool,
+}
+
+/// Binds template variables to their sources: the owned variables the template declares, then
+/// every `var.NAME` input. Marks an input sensitive when the variable it feeds is.
+fn bind_variables(
+    template: &Template,
+    inputs: &mut Inputs,
+    template_value: &str,
+) -> anyhow::Result<Vec<Binding>> {
+    for (name, _) in inputs.with_prefix(VAR_PREFIX) {
+        if owned_source(name).is_some() {
+            return Err(usage(format!(
+                "input `{VAR_PREFIX}{name}` is set by sandboxer itself; use the `{name}` input instead{}",
+                if matches!(name, "output_directory" | "placement_host") {
+                    " (sandboxer owns it)"
+                } else {
+                    ""
+                }
+            )));
+        }
+    }
+    let mut sources: Vec<(String, Source)> = Vec::new();
+    match &template.variables {
+        Some(declared) => {
+            let unknown = inputs
+                .with_prefix(VAR_PREFIX)
+                .map(|(name, _)| name)
+                .find(|name| !declared.contains_key(*name));
+            if let Some(name) = unknown {
+                let names: Vec<&str> = declared.keys().map(String::as_str).collect();
+                let hint = crate::error::did_you_mean(name, names.iter().copied())
+                    .map(|near| format!("; did you mean `{VAR_PREFIX}{near}`?"))
+                    .unwrap_or_default();
+                return Err(usage(format!(
+                    "input `{VAR_PREFIX}{name}`: template {template_value} declares no variable `{name}`{hint} (declared: {})",
+                    if names.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        names.join(", ")
+                    }
+                )));
+            }
+            for variable in declared.keys() {
+                if let Some(source) = owned_source(variable) {
+                    sources.push((variable.clone(), source));
+                }
+            }
+        }
+        // The declarations are unknown: pass what we must and let Packer report what it rejects.
+        None => {
+            for variable in ["vm_name", "output_directory"] {
+                sources.push((variable.to_owned(), owned_source(variable).expect("owned")));
+            }
+        }
+    }
+    let free_form: Vec<String> = inputs
+        .with_prefix(VAR_PREFIX)
+        .map(|(name, _)| name.to_owned())
+        .collect();
+    for name in free_form {
+        sources.push((name.clone(), Source::Input(format!("{VAR_PREFIX}{name}"))));
+    }
+
+    let mut bindings = Vec::new();
+    for (variable, source) in sources {
+        if let Source::Input(input) = &source
+            && inputs.get(input).is_none()
+        {
+            continue; // an owned input nobody gave (`project` for a template that takes one)
+        }
+        let declared_sensitive = template
+            .variables
+            .as_ref()
+            .and_then(|vars| vars.get(&variable))
+            .is_some_and(|var| var.sensitive);
+        let sensitive = match &source {
+            Source::Input(input) => {
+                if declared_sensitive {
+                    inputs.mark_sensitive(input);
+                }
+                inputs.is_sensitive(input)
+            }
+            Source::OutputDirectory | Source::PlacementHost => declared_sensitive,
+        };
+        bindings.push(Binding {
+            variable,
+            source,
+            sensitive,
+        });
+    }
+    Ok(bindings)
+}
 
 impl Extension for VmPacker {
     fn id(&self) -> &'static str {
@@ -85,94 +209,35 @@ impl Extension for VmPacker {
         &SCHEMA
     }
 
-    fn prepare(&self, inputs: &mut Inputs, host: &Host) -> anyhow::Result<()> {
-        if inputs.get("mode") == Some("attach") {
+    fn prepare(&self, inputs: &mut Inputs, env: &Environment) -> anyhow::Result<Box<dyn Prepared>> {
+        if inputs.mode() == Some("attach") {
             return Err(usage(
                 "ext.vm-packer attach mode is not available yet; use --input mode=build, or a profile in build mode",
             ));
         }
-        inputs::require(ID, &SCHEMA, inputs, &["packer_template", "vm_name"])?;
-        for name in ["vm_name", "project"] {
-            if let Some(value) = inputs.get(name) {
-                check_name(name, value)?;
-            }
-        }
-        for (name, _) in inputs.with_prefix(VAR_PREFIX) {
-            if OWNED_VARIABLES.contains(&name) {
-                return Err(usage(format!(
-                    "input `{VAR_PREFIX}{name}` is set by sandboxer itself; use the `{name}` input instead{}",
-                    if name == "output_directory" {
-                        " (sandboxer owns the output directory)"
-                    } else {
-                        ""
-                    }
-                )));
-            }
-        }
-        let template = template::locate(
-            required(inputs, "packer_template")?,
-            &host.cwd,
-            &host.cache_dir,
-        )?;
-        if let Some(declared) = &template.variables {
-            let unknown: Vec<&str> = inputs
-                .with_prefix(VAR_PREFIX)
-                .map(|(name, _)| name)
-                .filter(|name| !declared.contains_key(*name))
-                .collect();
-            if let Some(name) = unknown.first() {
-                let names: Vec<&str> = declared.keys().map(String::as_str).collect();
-                let hint = crate::error::did_you_mean(name, names.iter().copied())
-                    .map(|near| format!("; did you mean `{VAR_PREFIX}{near}`?"))
-                    .unwrap_or_default();
-                return Err(usage(format!(
-                    "input `{VAR_PREFIX}{name}`: template {} declares no variable `{name}`{hint} (declared: {})",
-                    required(inputs, "packer_template")?,
-                    if names.is_empty() {
-                        "none".to_owned()
-                    } else {
-                        names.join(", ")
-                    }
-                )));
-            }
-        }
-        for name in template.sensitive_variables() {
-            let input = format!("{VAR_PREFIX}{name}");
-            inputs.mark_sensitive(&input);
-        }
-        runner::find_packer(host.packer.as_deref()).map_err(|err| usage(format!("{err:#}")))?;
-        Ok(())
+        let template_value = required(inputs, "packer_template")?.to_owned();
+        let template = template::locate(&template_value, &env.cwd, &env.cache_dir)?;
+        let bindings = bind_variables(&template, inputs, &template_value)?;
+        let packer =
+            runner::find_packer(env.packer.as_deref()).map_err(|err| usage(format!("{err:#}")))?;
+        Ok(Box::new(Build {
+            template,
+            packer,
+            bindings,
+            inputs: inputs.clone(),
+        }))
     }
 
-    fn provision(&self, ctx: ProvisionContext<'_>) -> anyhow::Result<Provisioned> {
-        let on_failure = ctx.on_failure;
-        let dirs = ctx.dirs;
-        let built = build(ctx);
-        // Packer's TMPDIR goes whatever happened: Packer sometimes leaves its temp scripts there,
-        // with template variables (secrets too) interpolated in clear.
-        let mut leftovers = vec![&dirs.work];
-        if built.is_err() && on_failure == OnFailure::Cleanup {
-            // The log stays: it is the only account of what went wrong.
-            leftovers.push(&dirs.output);
-        }
-        for dir in leftovers {
-            if let Err(err) = remove_dir_if_present(dir) {
-                return match built {
-                    Ok(_) => Err(err),
-                    Err(built) => Err(built.context(format!("also failed to clean up: {err:#}"))),
-                };
-            }
-        }
-        built
-    }
-
-    fn teardown(&self, record: &mut Record, dirs: &SandboxDirs) -> anyhow::Result<()> {
+    fn teardown(&self, sandbox: TeardownContext<'_>) -> anyhow::Result<()> {
+        let TeardownContext {
+            dirs, artifacts, ..
+        } = sandbox;
         // Keep OVAs: move them out of the sandbox's directory before removing its working files.
-        for artifact in &mut record.artifacts {
-            let root = dirs
-                .root
-                .canonicalize_utf8()
-                .unwrap_or_else(|_| dirs.root.clone());
+        let root = dirs
+            .root
+            .canonicalize_utf8()
+            .unwrap_or_else(|_| dirs.root.clone());
+        for artifact in artifacts.iter_mut() {
             if !is_ova(&artifact.path) || !artifact.path.starts_with(&root) {
                 continue;
             }
@@ -193,8 +258,41 @@ impl Extension for VmPacker {
             remove_dir_if_present(dir)?;
         }
         // Only what survived: an artifact that lived in the working files is gone now.
-        record.artifacts.retain(|artifact| artifact.path.exists());
+        artifacts.retain(|artifact| artifact.path.exists());
         Ok(())
+    }
+}
+
+/// A checked build: the template read once, Packer found once, every variable bound.
+#[derive(Debug)]
+struct Build {
+    template: Template,
+    packer: Utf8PathBuf,
+    bindings: Vec<Binding>,
+    inputs: Inputs,
+}
+
+impl Prepared for Build {
+    fn provision(self: Box<Self>, ctx: ProvisionContext<'_>) -> anyhow::Result<Provisioned> {
+        let on_failure = ctx.on_failure;
+        let dirs = ctx.dirs;
+        let built = self.run(ctx);
+        // Packer's TMPDIR goes whatever happened: Packer sometimes leaves its temp scripts there,
+        // with template variables (secrets too) interpolated in clear.
+        let mut leftovers = vec![&dirs.work];
+        if built.is_err() && on_failure == OnFailure::Cleanup {
+            // The log stays: it is the only account of what went wrong.
+            leftovers.push(&dirs.output);
+        }
+        for dir in leftovers {
+            if let Err(err) = remove_dir_if_present(dir) {
+                return match built {
+                    Ok(_) => Err(err),
+                    Err(built) => Err(built.context(format!("also failed to clean up: {err:#}"))),
+                };
+            }
+        }
+        built
     }
 }
 
@@ -206,128 +304,184 @@ fn remove_dir_if_present(dir: &Utf8Path) -> anyhow::Result<()> {
     }
 }
 
-/// A Packer build, from locating the template to hashing the artifacts.
-fn build(ctx: ProvisionContext<'_>) -> anyhow::Result<Provisioned> {
-    let ProvisionContext {
-        inputs,
-        dirs,
-        host,
-        progress,
-        cancel,
-        placement_host,
-        on_failure,
-        ..
-    } = ctx;
-    let template = template::locate(
-        required(inputs, "packer_template")?,
-        &host.cwd,
-        &host.cache_dir,
-    )?;
-    let packer = runner::find_packer(host.packer.as_deref())?;
-    for dir in [&dirs.work, &dirs.output] {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {dir}"))?;
-    }
-    let redactor = Redactor::new(inputs.secret_values());
-    let log_file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(&dirs.log)
-        .with_context(|| format!("opening log {}", dirs.log))?;
-    // Line-buffered, so `tail -f` on the log follows the build as it runs.
-    let mut log = LineWriter::new(log_file);
-    if let Some(reason) = &template.unread_reason {
-        progress.emit(&Event::Phase {
+impl Build {
+    /// The Packer build, from `packer init` (when needed) to hashing the artifacts.
+    fn run(&self, ctx: ProvisionContext<'_>) -> anyhow::Result<Provisioned> {
+        let ProvisionContext {
+            dirs,
+            env,
+            progress,
+            cancel,
+            placement_host,
+            on_failure,
+            ..
+        } = ctx;
+        let Build {
+            template, packer, ..
+        } = self;
+        for dir in [&dirs.work, &dirs.output] {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {dir}"))?;
+        }
+        let secrets = self.bindings.iter().filter(|binding| binding.sensitive);
+        let redactor = Redactor::new(
+            self.inputs
+                .secret_values()
+                .into_iter()
+                .chain(secrets.filter_map(|binding| {
+                    self.value(binding, &dirs.output, placement_host)
+                        .map(str::to_owned)
+                })),
+            &[machine_readable::encode],
+        );
+        let log_file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&dirs.log)
+            .with_context(|| format!("opening log {}", dirs.log))?;
+        // Line-buffered, so `tail -f` on the log follows the build as it runs.
+        let mut log = LineWriter::new(log_file);
+        if let Some(reason) = &template.unread_reason {
+            progress.emit(&Event::Phase {
                 message: format!("could not read the template's variables ({reason}); passing all of them and letting Packer judge"),
             });
-    }
-
-    // Set when the template pins plugins that this Packer cannot install.
-    let mut plugins_hint = None;
-    if template.requires_plugins && template.format == template::Format::Hcl2 {
-        let capabilities = runner::capabilities(&packer, &host.cache_dir)?;
-        if !capabilities.has_init {
-            plugins_hint = Some(format!(
-                "hint: the template pins plugins (`required_plugins`), which needs `packer init` from Packer 1.7 or later; {packer} is Packer {}",
-                capabilities.version
-            ));
         }
-        if capabilities.has_init {
-            progress.emit(&Event::Phase {
-                message: format!("packer init (Packer {})", capabilities.version),
-            });
-            let init = runner::Invocation {
-                packer: &packer,
-                args: vec!["init".to_owned(), template.path.to_string()],
-                workdir: &template.workdir,
-                tmpdir: &dirs.work,
-                cancel_timeout: host.cancel_timeout,
-            };
-            let outcome = runner::run(&init, &mut log, &redactor, progress, cancel)?;
-            check_cancelled(cancel, &dirs.log)?;
-            if outcome.exit_code != Some(0) {
-                return Err(packer_failed("packer init", &outcome, &dirs.log));
+
+        // Set when the template pins plugins that this Packer cannot install.
+        let mut plugins_hint = None;
+        if template.requires_plugins && template.format == template::Format::Hcl2 {
+            let capabilities = runner::capabilities(packer, &env.cache_dir)?;
+            if !capabilities.has_init {
+                plugins_hint = Some(format!(
+                    "hint: the template pins plugins (`required_plugins`), which needs `packer init` from Packer 1.7 or later; {packer} is Packer {}",
+                    capabilities.version
+                ));
+            }
+            if capabilities.has_init {
+                progress.emit(&Event::Phase {
+                    message: format!("packer init (Packer {})", capabilities.version),
+                });
+                let init = runner::Invocation {
+                    packer,
+                    args: vec!["init".to_owned(), template.path.to_string()],
+                    workdir: &template.workdir,
+                    tmpdir: &dirs.work,
+                    cancel_timeout: env.cancel_timeout,
+                };
+                let outcome = runner::run(&init, &mut log, &redactor, progress, cancel)?;
+                check_cancelled(cancel, &dirs.log)?;
+                if outcome.exit_code != Some(0) {
+                    return Err(packer_failed("packer init", &outcome, &dirs.log));
+                }
             }
         }
-    }
-    check_cancelled(cancel, &dirs.log)?;
+        check_cancelled(cancel, &dirs.log)?;
 
-    let var_file = dirs.work.join("sensitive-vars.json");
-    let (args, secrets) = build_args(
-        &template,
-        inputs,
-        &dirs.output,
-        placement_host,
-        on_failure,
-        &var_file,
-    );
-    if !secrets.is_empty() {
-        write_var_file(&var_file, &secrets)?;
-    }
-    progress.emit(&Event::Phase {
-        message: format!("packer build {} (log: {})", template.path, dirs.log),
-    });
-    let build = runner::Invocation {
-        packer: &packer,
-        args,
-        workdir: &template.workdir,
-        tmpdir: &dirs.work,
-        cancel_timeout: host.cancel_timeout,
-    };
-    let outcome = runner::run(&build, &mut log, &redactor, progress, cancel)?;
-    check_cancelled(cancel, &dirs.log)?;
-    if outcome.report.cancelled {
-        return Err(Error::new(
-            ErrorKind::Failed,
-            format!(
-                "packer reports the build was cancelled by someone else (log: {})",
-                dirs.log
-            ),
-        )
-        .into());
-    }
-    if outcome.exit_code != Some(0) {
-        let failed = packer_failed("packer build", &outcome, &dirs.log);
-        return Err(match plugins_hint {
-            Some(hint) => Error::new(ErrorKind::Failed, format!("{failed}\n{hint}")).into(),
-            None => failed,
-        });
-    }
-
-    let artifacts = collect_artifacts(
-        &outcome.report.artifact_files,
-        &template.workdir,
-        &dirs.output,
-    )?
-    .iter()
-    .map(|path| describe_artifact(path))
-    .collect::<anyhow::Result<Vec<_>>>()?;
-    if !artifacts.iter().any(|artifact| is_ova(&artifact.path)) {
+        let var_file = dirs.work.join("sensitive-vars.json");
+        let (args, secrets) = self.build_args(&dirs.output, placement_host, on_failure, &var_file);
+        if !secrets.is_empty() {
+            write_var_file(&var_file, &secrets)?;
+        }
         progress.emit(&Event::Phase {
-            message: "the build succeeded but produced no *.ova file".to_owned(),
+            message: format!("packer build {} (log: {})", template.path, dirs.log),
         });
+        let build = runner::Invocation {
+            packer,
+            args,
+            workdir: &template.workdir,
+            tmpdir: &dirs.work,
+            cancel_timeout: env.cancel_timeout,
+        };
+        let outcome = runner::run(&build, &mut log, &redactor, progress, cancel)?;
+        check_cancelled(cancel, &dirs.log)?;
+        if outcome.report.cancelled {
+            return Err(Error::new(
+                ErrorKind::Failed,
+                format!(
+                    "packer reports the build was cancelled by someone else (log: {})",
+                    dirs.log
+                ),
+            )
+            .into());
+        }
+        if outcome.exit_code != Some(0) {
+            let failed = packer_failed("packer build", &outcome, &dirs.log);
+            return Err(match plugins_hint {
+                Some(hint) => Error::new(ErrorKind::Failed, format!("{failed}\n{hint}")).into(),
+                None => failed,
+            });
+        }
+
+        let artifacts = collect_artifacts(
+            &outcome.report.artifact_files,
+            &template.workdir,
+            &dirs.output,
+        )?
+        .iter()
+        .map(|path| describe_artifact(path))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+        if !artifacts.iter().any(|artifact| is_ova(&artifact.path)) {
+            progress.emit(&Event::Phase {
+                message: "the build succeeded but produced no *.ova file".to_owned(),
+            });
+        }
+        Ok(Provisioned { artifacts })
     }
-    Ok(Provisioned { artifacts })
+
+    /// The value a binding passes; `None` for an input that has none.
+    fn value<'a>(
+        &'a self,
+        binding: &Binding,
+        output_dir: &'a Utf8Path,
+        placement_host: &'a str,
+    ) -> Option<&'a str> {
+        match &binding.source {
+            Source::Input(input) => self.inputs.get(input),
+            Source::OutputDirectory => Some(output_dir.as_str()),
+            Source::PlacementHost => Some(placement_host),
+        }
+    }
+
+    /// `packer build` arguments: flags first (Packer wants the template last), one argv entry
+    /// per value, never through a shell. Sensitive values are not put in argv, where any local
+    /// user can read them (`/proc/<pid>/cmdline`): they are returned for a private `-var-file`
+    /// at `var_file`.
+    fn build_args(
+        &self,
+        output_dir: &Utf8Path,
+        placement_host: &str,
+        on_failure: OnFailure,
+        var_file: &Utf8Path,
+    ) -> (Vec<String>, BTreeMap<String, String>) {
+        let mut args = vec![
+            "build".to_owned(),
+            "-machine-readable".to_owned(),
+            "-color=false".to_owned(),
+            // Packer's own reading of the same policy: `abort` leaves its resources for debugging.
+            match on_failure {
+                OnFailure::Cleanup => "-on-error=cleanup",
+                OnFailure::Keep => "-on-error=abort",
+            }
+            .to_owned(),
+        ];
+        let mut secrets = BTreeMap::new();
+        for binding in &self.bindings {
+            let Some(value) = self.value(binding, output_dir, placement_host) else {
+                continue;
+            };
+            if binding.sensitive {
+                secrets.insert(binding.variable.clone(), value.to_owned());
+            } else {
+                args.push("-var".to_owned());
+                args.push(format!("{}={value}", binding.variable));
+            }
+        }
+        if !secrets.is_empty() {
+            args.push(format!("-var-file={var_file}"));
+        }
+        args.push(self.template.path.to_string());
+        (args, secrets)
+    }
 }
 
 fn required<'a>(inputs: &'a Inputs, name: &str) -> anyhow::Result<&'a str> {
@@ -336,8 +490,9 @@ fn required<'a>(inputs: &'a Inputs, name: &str) -> anyhow::Result<&'a str> {
         .with_context(|| format!("input `{name}` is missing"))
 }
 
-/// Values that name files and VMs: letters, digits, `.`, `_`, `-`, not starting with `-` or `.`.
-fn check_name(input: &str, value: &str) -> anyhow::Result<()> {
+/// Values that name files and VMs: letters, digits, `.`, `_`, `-`, not starting with `-` or `.`;
+/// such a value is safe in a file name, a make variable and a remote shell's command line.
+fn check_name(value: &str) -> Result<(), String> {
     let valid = !value.is_empty()
         && value.len() <= 64
         && !value.starts_with(['-', '.'])
@@ -347,81 +502,8 @@ fn check_name(input: &str, value: &str) -> anyhow::Result<()> {
     if valid {
         Ok(())
     } else {
-        Err(usage(format!(
-            "input `{input}` = {value:?} is not a valid name: use 1 to 64 letters, digits, `.`, `_` or `-`, not starting with `-` or `.`"
-        )))
+        Err("is not a valid name: use 1 to 64 letters, digits, `.`, `_` or `-`, not starting with `-` or `.`".to_owned())
     }
-}
-
-/// `packer build` arguments: flags first (Packer wants the template last), one argv entry per
-/// value, never through a shell. Sensitive values are not put in argv, where any local user can
-/// read them (`/proc/<pid>/cmdline`): they are returned for a private `-var-file` at `var_file`.
-fn build_args(
-    template: &Template,
-    inputs: &Inputs,
-    output_dir: &Utf8Path,
-    placement_host: &str,
-    on_failure: OnFailure,
-    var_file: &Utf8Path,
-) -> (Vec<String>, BTreeMap<String, String>) {
-    let mut args = vec![
-        "build".to_owned(),
-        "-machine-readable".to_owned(),
-        "-color=false".to_owned(),
-        // Packer's own reading of the same policy: `abort` leaves its resources for debugging.
-        match on_failure {
-            OnFailure::Cleanup => "-on-error=cleanup",
-            OnFailure::Keep => "-on-error=abort",
-        }
-        .to_owned(),
-    ];
-    let mut vars: Vec<(String, String)> = Vec::new();
-    let owned = [
-        ("vm_name", inputs.get("vm_name").map(str::to_owned)),
-        ("output_directory", Some(output_dir.to_string())),
-        ("project", inputs.get("project").map(str::to_owned)),
-        ("placement_host", Some(placement_host.to_owned())),
-    ];
-    for (name, value) in owned {
-        if let Some(value) = value
-            && template.declares(name)
-            && template.variables.is_some()
-        {
-            vars.push((name.to_owned(), value));
-        }
-    }
-    if template.variables.is_none() {
-        // The declarations are unknown: pass what we own and let Packer report what it rejects.
-        vars.push((
-            "vm_name".to_owned(),
-            inputs.get("vm_name").unwrap_or_default().to_owned(),
-        ));
-        vars.push(("output_directory".to_owned(), output_dir.to_string()));
-    }
-    vars.extend(
-        inputs
-            .with_prefix(VAR_PREFIX)
-            .map(|(name, value)| (name.to_owned(), value.to_owned())),
-    );
-    let mut secrets = BTreeMap::new();
-    for (name, value) in vars {
-        let input_name = if OWNED_VARIABLES.contains(&name.as_str()) || name == "project" {
-            name.clone()
-        } else {
-            format!("{VAR_PREFIX}{name}")
-        };
-        if inputs.is_sensitive(&input_name) {
-            secrets.insert(name, value);
-        } else {
-            args.push("-var".to_owned());
-            args.push(format!("{name}={value}"));
-        }
-    }
-    if !secrets.is_empty() {
-        args.push(format!("-var-file={var_file}"));
-    }
-    args.push(template.path.to_string());
-    (args, secrets)
 }
 
 /// Writes variables to a JSON var file only this user can read (Packer reads JSON var files for
@@ -509,45 +591,81 @@ fn collect_artifacts(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::inputs::{self, Layer, Origin};
 
-    #[test]
-    fn sensitive_variables_go_to_the_var_file_not_argv() {
-        let schema_inputs = inputs::resolve(
-            ID,
-            &SCHEMA,
-            &inputs::Layer::default(),
-            &inputs::Layer(vec![
-                ("vm_name".into(), "vm".into(), inputs::Origin::CommandLine),
-                (
-                    "var.token".into(),
-                    "s3cret".into(),
-                    inputs::Origin::CommandLine,
-                ),
-                ("var.size".into(), "1G".into(), inputs::Origin::CommandLine),
-            ]),
-            &["var.token".to_owned()],
-        )
-        .unwrap();
-        let template = Template {
+    fn template(variables: &[(&str, bool)]) -> Template {
+        Template {
             path: "/t/t.pkr.hcl".into(),
             workdir: "/t".into(),
             format: template::Format::Hcl2,
             variables: Some(
-                ["vm_name", "token", "size"]
-                    .into_iter()
-                    .map(|name| (name.to_owned(), template::Variable::default()))
+                variables
+                    .iter()
+                    .map(|(name, sensitive)| {
+                        (
+                            (*name).to_owned(),
+                            template::Variable {
+                                sensitive: *sensitive,
+                            },
+                        )
+                    })
                     .collect(),
             ),
             unread_reason: None,
             requires_plugins: false,
+        }
+    }
+
+    /// Resolves inputs as `create` does (profile layer, then `--input`) and binds them.
+    fn prepared(
+        template: Template,
+        profile: &[(&str, &str)],
+        command_line: &[(&str, &str)],
+        sensitive: &[&str],
+    ) -> (Build, Vec<String>, BTreeMap<String, String>) {
+        let layer = |pairs: &[(&str, &str)], origin: Origin| {
+            Layer(
+                pairs
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string(), origin.clone()))
+                    .collect(),
+            )
         };
-        let (args, secrets) = build_args(
-            &template,
-            &schema_inputs,
+        let mut inputs = inputs::resolve(
+            ID,
+            &SCHEMA,
+            &layer(profile, Origin::Profile("p.toml:1:1".into())),
+            &layer(command_line, Origin::CommandLine),
+            &sensitive.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+        )
+        .unwrap();
+        let bindings = bind_variables(&template, &mut inputs, "t.pkr.hcl").unwrap();
+        let build = Build {
+            template,
+            packer: "/usr/bin/packer".into(),
+            bindings,
+            inputs,
+        };
+        let (args, secrets) = build.build_args(
             Utf8Path::new("/out"),
             "local",
             OnFailure::Cleanup,
             Utf8Path::new("/work/vars.json"),
+        );
+        (build, args, secrets)
+    }
+
+    #[test]
+    fn sensitive_variables_go_to_the_var_file_not_argv() {
+        let (_, args, secrets) = prepared(
+            template(&[("vm_name", false), ("token", false), ("size", false)]),
+            &[("packer_template", "t.pkr.hcl")],
+            &[
+                ("vm_name", "vm"),
+                ("var.token", "s3cret"),
+                ("var.size", "1G"),
+            ],
+            &["var.token"],
         );
         assert_eq!(
             secrets,
@@ -565,10 +683,68 @@ mod tests {
         assert_eq!(args.last().unwrap(), "/t/t.pkr.hcl");
     }
 
+    /// Issue 6, defect 1: a template variable marked sensitive that sandboxer feeds from an
+    /// owned input (`project`) was passed in argv and recorded in clear.
+    #[test]
+    fn a_sensitive_owned_variable_is_secret_everywhere() {
+        let (build, args, secrets) = prepared(
+            template(&[
+                ("vm_name", false),
+                ("project", true),
+                ("output_directory", false),
+            ]),
+            &[
+                ("packer_template", "t.pkr.hcl"),
+                ("vm_name", "haskell-build-{project}"),
+            ],
+            &[("project", "hushhush")],
+            &[],
+        );
+        assert!(!args.iter().any(|arg| arg.contains("hushhush")), "{args:?}");
+        assert_eq!(secrets["project"], "hushhush");
+        // vm_name is made from the secret, so it is one too.
+        assert_eq!(secrets["vm_name"], "haskell-build-hushhush");
+        assert!(
+            args.contains(&"output_directory=/out".to_owned()),
+            "{args:?}"
+        );
+        let recorded = build.inputs.redacted();
+        assert_eq!(recorded["project"], inputs::REDACTED);
+        assert_eq!(recorded["vm_name"], inputs::REDACTED);
+        assert!(
+            build
+                .inputs
+                .secret_values()
+                .contains(&"hushhush".to_owned())
+        );
+    }
+
+    #[test]
+    fn a_var_input_for_an_owned_variable_is_refused() {
+        for owned in ["vm_name", "project", "output_directory", "placement_host"] {
+            let mut inputs = inputs::resolve(
+                ID,
+                &SCHEMA,
+                &Layer::default(),
+                &Layer(vec![
+                    ("packer_template".into(), "t".into(), Origin::CommandLine),
+                    ("vm_name".into(), "vm".into(), Origin::CommandLine),
+                    (format!("var.{owned}"), "x".into(), Origin::CommandLine),
+                ]),
+                &[],
+            )
+            .unwrap();
+            let err = bind_variables(&template(&[(owned, false)]), &mut inputs, "t")
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("is set by sandboxer itself"), "{owned}: {err}");
+        }
+    }
+
     #[test]
     fn names_are_validated() {
         for good in ["demo", "web-1.2_x", "A"] {
-            check_name("vm_name", good).unwrap();
+            check_name(good).unwrap();
         }
         for bad in [
             "",
@@ -577,10 +753,13 @@ mod tests {
             "a b",
             "a/b",
             "x;y",
+            "$(id)",
+            "`id`",
+            "a\nb",
             "é",
             &"a".repeat(65),
         ] {
-            assert!(check_name("vm_name", bad).is_err(), "{bad}");
+            assert!(check_name(bad).is_err(), "{bad}");
         }
     }
 }

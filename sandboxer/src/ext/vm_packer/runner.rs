@@ -96,7 +96,7 @@ pub fn capabilities(packer: &Utf8Path, cache_dir: &Utf8Path) -> anyhow::Result<C
         capabilities: capabilities.clone(),
     })?;
     // A cache that cannot be written only costs a Packer start next time.
-    let _ = crate::registry::write_atomically(&cache_file, &cached);
+    let _ = crate::files::write_atomically(&cache_file, &cached);
     Ok(capabilities)
 }
 
@@ -178,7 +178,7 @@ pub fn run(
         .context("packer started without a pid")?;
     let leader_started = process::start_time(pid);
     cancel.watch_group(pid);
-    progress.emit(&Event::ProcessStarted { pid, pgid: pid });
+    progress.emit(&Event::ToolStarted { pgid: pid });
 
     let mut report = Report::default();
     let finished = AtomicBool::new(false);
@@ -207,7 +207,7 @@ pub fn run(
         .context("packer's output ended but the process had not")?
         .status
         .code();
-    progress.emit(&Event::ProcessExited { code: exit_code });
+    progress.emit(&Event::ToolExited);
     Ok(Outcome { exit_code, report })
 }
 
@@ -231,10 +231,8 @@ fn stream(
         if !line.ends_with('\n') {
             log.write_all(b"\n")?;
         }
-        match report.observe(&line) {
-            Some(Notice::Output(level, text)) => progress.emit(&Event::Output { level, text }),
-            Some(Notice::Artifact(path)) => progress.emit(&Event::Artifact { path }),
-            None => {}
+        if let Some(Notice::Output(level, text)) = report.observe(&line) {
+            progress.emit(&Event::Output { level, text });
         }
     }
 }

@@ -1,0 +1,199 @@
+//! The command line's shape: clap types only, turned into library requests by `cli`.
+
+use camino::Utf8PathBuf;
+use clap::{Args, Parser, Subcommand};
+
+use crate::duration::{self, Ttl};
+use crate::ext::OnFailure;
+use crate::inputs::parse_assignment;
+
+pub(super) const EXIT_CODES: &str = "\
+Exit codes:
+  0    success
+  1    the operation failed (e.g. the Packer build failed)
+  2    usage or input error
+  3    not found
+  4    placement full (with --no-wait)
+  130  cancelled by SIGINT
+  143  cancelled by SIGTERM";
+
+/// Provision and track build sandboxes.
+#[derive(Debug, Parser)]
+#[command(name = "sandboxer", version, after_help = EXIT_CODES)]
+pub(super) struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Global options")]
+pub(super) struct GlobalArgs {
+    /// State directory [default: $XDG_STATE_HOME/sandboxer or ~/.local/state/sandboxer]
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        env = "SANDBOXER_HOME",
+        hide_env_values = true
+    )]
+    pub state_dir: Option<Utf8PathBuf>,
+
+    /// Search DIR for profiles first (repeatable); then $SANDBOXER_PROFILES, ./profiles,
+    /// $XDG_CONFIG_HOME/sandboxer/profiles and the built-in profiles
+    #[arg(long = "profiles-dir", global = true, value_name = "DIR")]
+    pub profiles_dirs: Vec<Utf8PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(super) enum Command {
+    /// Create a sandbox from a profile and provision it
+    #[command(
+        after_help = "Inputs resolve as: extension defaults < the profile's [inputs] < --input.\n`--input mode=build|attach` overrides the profile's mode.\nOn success the sandbox id is printed on stdout (the record with --json)."
+    )]
+    Create(CreateArgs),
+    /// List sandboxes, with the time each has left
+    List(ListArgs),
+    /// Show one sandbox's record
+    Show(IdArgs),
+    /// Tear sandboxes down (build mode keeps its OVA); safe to repeat
+    #[command(
+        after_help = "Every sandbox named is attempted, whatever happens to the others; the exit code is 1 if any failed."
+    )]
+    Teardown(TeardownArgs),
+    /// Push a live sandbox's expiry to DURATION from now
+    Extend(ExtendArgs),
+    /// Tear down every expired sandbox and stop builds whose sandboxer died
+    #[command(
+        after_help = "Expired sandboxes are torn down (build mode keeps its OVA) and marked `expired`.\nA sandbox still provisioning is never reaped mid-build; a later gc reaps it once it finishes.\nEvery sandbox is attempted, whatever happens to the others; the exit code is 1 if any failed."
+    )]
+    Gc(GcArgs),
+    /// Inspect profiles
+    #[command(subcommand)]
+    Profiles(ProfilesCommand),
+}
+
+#[derive(Debug, Args)]
+pub(super) struct CreateArgs {
+    /// Profile id (e.g. profile.vm-packer-build; the `profile.` prefix may be left out)
+    #[arg(long, value_name = "NAME")]
+    pub profile: String,
+    /// Set an input, overriding the profile's default (repeatable)
+    #[arg(long = "input", short = 'i', value_name = "KEY=VALUE", value_parser = parse_assignment)]
+    pub inputs: Vec<(String, String)>,
+    /// Time to live, overriding the profile's (e.g. 45m, 12h, 2d)
+    #[arg(long, value_name = "DURATION")]
+    pub ttl: Option<Ttl>,
+    /// What a failed build leaves: `cleanup` removes working files and keeps the log, `keep`
+    /// keeps everything for debugging [default: the profile's `on_failure`, else cleanup]
+    #[arg(long, value_name = "POLICY")]
+    pub on_failure: Option<OnFailure>,
+    /// Fail (exit 4) instead of queueing when the placement host is at `max_concurrent`
+    #[arg(long)]
+    pub no_wait: bool,
+    /// After Ctrl-C or SIGTERM, how long the build may take to cancel before it is killed
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = cancel_timeout)]
+    pub cancel_timeout: std::time::Duration,
+    /// Print the final record (or an error object) as JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+    /// Do not show the provision's progress on stderr
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+fn cancel_timeout(text: &str) -> Result<std::time::Duration, String> {
+    duration::parse_std(text, "cancel timeout")
+}
+
+#[derive(Debug, Args)]
+pub(super) struct ListArgs {
+    /// Only sandboxes past their TTL that are not torn down yet
+    #[arg(long)]
+    pub expired: bool,
+    /// Print JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct ExtendArgs {
+    /// Sandbox id, or a unique prefix of one
+    pub id: String,
+    /// New time to live, counted from now (e.g. 4h); never shortens the current one
+    #[arg(long, value_name = "DURATION")]
+    pub ttl: Ttl,
+    /// Print the updated record as JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct GcArgs {
+    /// Only say what would be done
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the actions as JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct JsonArg {
+    /// Print JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct IdArgs {
+    /// Sandbox id, or a unique prefix of one
+    pub id: String,
+    /// Print JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct TeardownArgs {
+    /// Sandbox ids, or unique prefixes of them
+    #[arg(required = true, value_name = "ID")]
+    pub ids: Vec<String>,
+    /// Print JSON on stdout: the record of one sandbox, or an array of outcomes for several
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub(super) enum ProfilesCommand {
+    /// List every profile and where it comes from
+    List(JsonArg),
+    /// Show a profile's values, the extension's defaults, and where each comes from
+    Show(ProfileShowArgs),
+}
+
+#[derive(Debug, Args)]
+pub(super) struct ProfileShowArgs {
+    /// Profile id (the `profile.` prefix may be left out)
+    pub name: String,
+    /// Print JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl Command {
+    /// Whether the command was asked for JSON, so errors are printed as JSON too.
+    pub(super) fn json(&self) -> bool {
+        match self {
+            Command::Create(args) => args.json,
+            Command::List(args) => args.json,
+            Command::Show(args) => args.json,
+            Command::Teardown(args) => args.json,
+            Command::Extend(args) => args.json,
+            Command::Gc(args) => args.json,
+            Command::Profiles(ProfilesCommand::List(args)) => args.json,
+            Command::Profiles(ProfilesCommand::Show(args)) => args.json,
+        }
+    }
+}

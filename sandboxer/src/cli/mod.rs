@@ -1,0 +1,347 @@
+//! The command line: parses arguments and the environment into library requests, runs them,
+//! and prints the results (`render`). It decides nothing itself.
+//!
+//! Human messages go to stderr; `--json` output goes to stdout; the two never mix.
+
+mod args;
+mod render;
+
+use std::ffi::OsString;
+use std::io::Write as _;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use camino::Utf8PathBuf;
+use clap::Parser as _;
+
+use crate::cancel::Cancel;
+use crate::error::{kind_of, usage};
+use crate::ext::{self, Environment};
+use crate::lifecycle::{self, Config, CreateRequest, TeardownOutcome};
+use crate::profile::{Catalog, SearchPath};
+use crate::progress::Terminal;
+use crate::registry::Registry;
+use args::{
+    Cli, Command, CreateArgs, ExtendArgs, GcArgs, GlobalArgs, IdArgs, ListArgs, ProfilesCommand,
+    TeardownArgs,
+};
+
+/// Parses the command line, runs the command, prints any error once, and returns the exit code.
+pub fn main() -> ExitCode {
+    let argv: Vec<OsString> = std::env::args_os().collect();
+    let cli = match Cli::try_parse_from(&argv) {
+        Ok(cli) => cli,
+        Err(err) => return clap_error(err, &argv),
+    };
+    let json = cli.command.json();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
+        Err(err) => {
+            let kind = kind_of(&err);
+            let message = format!("{err:#}");
+            render::note(&format!("error: {message}"));
+            if json && !crate::error::is_in_report(&err) {
+                let object = serde_json::json!({
+                    "error": kind.slug(),
+                    "message": message,
+                    "exit_code": kind.exit_code(),
+                });
+                let _ = writeln!(std::io::stdout(), "{object}");
+            }
+            ExitCode::from(kind.exit_code())
+        }
+    }
+}
+
+/// clap's own errors (and `--help`/`--version`), plus a JSON error object on stdout when the
+/// command line asked for `--json`, so scripts never have to parse prose. Arguments are looked
+/// at as raw bytes: one that is not UTF-8 is clap's error to report, never a panic here.
+fn clap_error(err: clap::Error, argv: &[OsString]) -> ExitCode {
+    let _ = err.print();
+    if !err.use_stderr() {
+        return ExitCode::SUCCESS; // --help, --version
+    }
+    if argv.iter().skip(1).any(|arg| arg == "--json") {
+        let rendered = err.render().to_string();
+        let first_line = rendered.lines().next().unwrap_or("usage error");
+        let message = first_line.trim_start_matches("error: ");
+        let object = serde_json::json!({"error": "usage", "message": message, "exit_code": 2});
+        let _ = writeln!(std::io::stdout(), "{object}");
+    }
+    ExitCode::from(2)
+}
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain()
+        .filter_map(|cause| cause.downcast_ref::<std::io::Error>())
+        .any(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let search = search_path(&cli.global)?;
+    match cli.command {
+        Command::Create(args) => create(config(&cli.global, search)?, args),
+        Command::List(args) => list(&config(&cli.global, search)?, &args),
+        Command::Extend(args) => extend(&config(&cli.global, search)?, &args),
+        Command::Gc(args) => gc(&config(&cli.global, search)?, &args),
+        Command::Show(args) => show(&config(&cli.global, search)?, &args),
+        Command::Teardown(args) => teardown(&config(&cli.global, search)?, &args),
+        Command::Profiles(ProfilesCommand::List(args)) => {
+            render::profiles_list(&Catalog::load(&search)?, args.json)
+        }
+        Command::Profiles(ProfilesCommand::Show(args)) => {
+            let catalog = Catalog::load(&search)?;
+            let entry = catalog.find(&args.name)?;
+            let extension = ext::find(&entry.profile.extension)
+                .context("profiles only name known extensions")?;
+            render::profile_show(entry, extension, args.json)
+        }
+    }
+}
+
+/// An environment variable's value; unset and empty are the same. A value that is not UTF-8
+/// is a usage error naming the variable, never silently ignored.
+fn env_var(name: &str) -> anyhow::Result<Option<String>> {
+    match std::env::var(name) {
+        Ok(value) if value.is_empty() => Ok(None),
+        Ok(value) => Ok(Some(value)),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => Err(usage(format!(
+            "environment variable {name} is not valid UTF-8"
+        ))),
+    }
+}
+
+fn env_path(name: &str) -> anyhow::Result<Option<Utf8PathBuf>> {
+    Ok(env_var(name)?.map(Utf8PathBuf::from))
+}
+
+fn search_path(global: &GlobalArgs) -> anyhow::Result<SearchPath> {
+    let env_list = env_var("SANDBOXER_PROFILES")?;
+    let config_dir = match env_path("XDG_CONFIG_HOME")? {
+        Some(dir) => Some(dir),
+        None => env_path("HOME")?.map(|home| home.join(".config")),
+    };
+    Ok(SearchPath::standard(
+        &global.profiles_dirs,
+        env_list.as_deref(),
+        config_dir.as_deref(),
+    ))
+}
+
+fn config(global: &GlobalArgs, search: SearchPath) -> anyhow::Result<Config> {
+    let state_dir = match &global.state_dir {
+        Some(dir) => dir.clone(),
+        None => match env_path("XDG_STATE_HOME")? {
+            Some(dir) => dir,
+            None => env_path("HOME")?
+                .map(|home| home.join(".local/state"))
+                .context(
+                    "cannot find a state directory: set SANDBOXER_HOME, XDG_STATE_HOME or HOME",
+                )?,
+        }
+        .join("sandboxer"),
+    };
+    let cwd = std::env::current_dir().context("reading the current directory")?;
+    let cwd = Utf8PathBuf::from_path_buf(cwd).map_err(|path| {
+        usage(format!(
+            "the current directory {} is not valid UTF-8",
+            path.display()
+        ))
+    })?;
+    let state_dir = cwd.join(state_dir);
+    let registry = Registry::open(&state_dir)?;
+    Ok(Config {
+        env: Environment {
+            cwd,
+            cache_dir: registry.cache_dir(),
+            packer: env_path("SANDBOXER_PACKER")?,
+            cancel_timeout: std::time::Duration::from_secs(30),
+        },
+        registry,
+        search,
+    })
+}
+
+fn create(mut config: Config, args: CreateArgs) -> anyhow::Result<()> {
+    config.env.cancel_timeout = args.cancel_timeout;
+    let request = CreateRequest {
+        profile: args.profile,
+        inputs: args.inputs,
+        ttl: args.ttl,
+        on_failure: args.on_failure,
+        no_wait: args.no_wait,
+    };
+    let cancel = Arc::new(Cancel::new());
+    // Installed before anything is spawned, so no signal can slip past us to a half-started build.
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+    ])
+    .context("installing signal handlers")?;
+    let signals_handle = signals.handle();
+    let signal_thread = {
+        let cancel = Arc::clone(&cancel);
+        std::thread::spawn(move || {
+            for signal in signals.forever() {
+                let signal = if signal == signal_hook::consts::SIGHUP {
+                    signal_hook::consts::SIGTERM
+                } else {
+                    signal
+                };
+                cancel.request(signal);
+            }
+        })
+    };
+    let mut terminal = Terminal { quiet: args.quiet };
+    let result = lifecycle::create(&config, &request, &mut terminal, &cancel);
+    signals_handle.close();
+    let _ = signal_thread.join();
+
+    let record = result?;
+    render::note(&render::describe_ready(&record));
+    if args.json {
+        render::json(&record)
+    } else {
+        let mut out = render::stdout();
+        writeln!(out, "{}", record.id)?;
+        out.flush()?;
+        Ok(())
+    }
+}
+
+fn list(config: &Config, args: &ListArgs) -> anyhow::Result<()> {
+    let listing = lifecycle::list(config, args.expired)?;
+    for (id, err) in &listing.unreadable {
+        render::note(&format!("warning: sandbox {id}: {err:#}"));
+    }
+    if args.json {
+        return render::json(&listing.records);
+    }
+    if listing.records.is_empty() {
+        let what = if args.expired {
+            "expired sandboxes"
+        } else {
+            "sandboxes"
+        };
+        render::note(&format!("no {what} in {}", config.registry.root()));
+        return Ok(());
+    }
+    render::list(&listing.records)
+}
+
+fn show(config: &Config, args: &IdArgs) -> anyhow::Result<()> {
+    let record = lifecycle::show(config, &args.id)?;
+    if args.json {
+        render::json(&record)
+    } else {
+        render::show(&record)
+    }
+}
+
+fn teardown(config: &Config, args: &TeardownArgs) -> anyhow::Result<()> {
+    if let [id] = args.ids.as_slice() {
+        let outcome = lifecycle::teardown(config, id)?;
+        render::note(&render::teardown_message(&outcome));
+        if args.json {
+            render::json(outcome.record())?;
+        }
+        return Ok(());
+    }
+    let outcomes = lifecycle::teardown_each(config, &args.ids);
+    let mut failed = 0;
+    let mut entries = Vec::new();
+    for (id, outcome) in &outcomes {
+        match outcome {
+            Ok(outcome) => {
+                render::note(&render::teardown_message(outcome));
+                let result = match outcome {
+                    TeardownOutcome::TornDown(_) => "torn-down",
+                    TeardownOutcome::AlreadyGone(_) => "already-gone",
+                };
+                entries.push(serde_json::json!({
+                    "id": outcome.record().id, "outcome": result, "record": outcome.record(),
+                }));
+            }
+            Err(err) => {
+                failed += 1;
+                render::note(&format!("error: {id}: {err:#}"));
+                entries.push(serde_json::json!({
+                    "id": id, "outcome": "failed", "error": crate::error::kind_of(err).slug(),
+                    "message": format!("{err:#}"),
+                }));
+            }
+        }
+    }
+    if args.json {
+        render::json(&entries)?;
+    }
+    if failed > 0 {
+        return Err(crate::error::partly_failed(format!(
+            "{failed} of {} teardowns failed; see above",
+            outcomes.len()
+        )));
+    }
+    Ok(())
+}
+
+fn extend(config: &Config, args: &ExtendArgs) -> anyhow::Result<()> {
+    let record = lifecycle::extend(config, &args.id, args.ttl)?;
+    let left =
+        crate::duration::human_remaining(record.expires_at.duration_since(jiff::Timestamp::now()));
+    render::note(&format!(
+        "sandbox {} now expires at {} (in {left})",
+        record.id, record.expires_at
+    ));
+    if args.json {
+        render::json(&record)?;
+    }
+    Ok(())
+}
+
+fn gc(config: &Config, args: &GcArgs) -> anyhow::Result<()> {
+    let report = lifecycle::gc(config, args.dry_run)?;
+    for (id, err) in &report.unreadable {
+        render::note(&format!("warning: sandbox {id}: {err:#}"));
+    }
+    render::gc(&report, args.json)?;
+    match report.failures() {
+        0 => Ok(()),
+        failed => Err(crate::error::partly_failed(format!(
+            "gc could not collect {failed} sandbox(es); see above"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::args::EXIT_CODES;
+    use super::*;
+    use crate::error::ErrorKind;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory as _;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn exit_codes_in_help_match_the_code() {
+        for kind in [
+            ErrorKind::Failed,
+            ErrorKind::Usage,
+            ErrorKind::NotFound,
+            ErrorKind::PlacementFull,
+            ErrorKind::Interrupted,
+            ErrorKind::Terminated,
+        ] {
+            assert!(
+                EXIT_CODES.contains(&format!("  {:<4} ", kind.exit_code())),
+                "{kind:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,317 @@
+//! Turning library results into text: tables and records on stdout, messages on stderr, JSON.
+//!
+//! Output is written through one buffered, locked handle per stream and flushed once, so a
+//! long listing costs a handful of `write` calls, not several per row.
+
+use std::io::{BufWriter, Write};
+
+use jiff::Timestamp;
+use serde::Serialize;
+
+use crate::duration::{human_elapsed, human_remaining};
+use crate::ext;
+use crate::lifecycle::{GcReport, Outcome, TeardownOutcome};
+use crate::profile::{Catalog, Entry, InputRow};
+use crate::record::Record;
+
+/// Buffered stdout; callers flush (errors, such as a closed pipe, surface there).
+pub(super) fn stdout() -> BufWriter<std::io::StdoutLock<'static>> {
+    BufWriter::with_capacity(64 * 1024, std::io::stdout().lock())
+}
+
+/// Writes one message line on stderr; a closed stderr is not worth failing for.
+pub(super) fn note(message: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "{message}");
+}
+
+pub(super) fn json(value: &impl Serialize) -> anyhow::Result<()> {
+    let mut out = stdout();
+    serde_json::to_writer_pretty(&mut out, value)?;
+    writeln!(out)?;
+    out.flush()?;
+    Ok(())
+}
+
+fn table<const N: usize>(
+    out: &mut impl Write,
+    header: [&str; N],
+    rows: &[[String; N]],
+) -> std::io::Result<()> {
+    let mut widths = header.map(str::len);
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut line = |cells: &[&str]| -> std::io::Result<()> {
+        let mut text = String::new();
+        for (i, (cell, width)) in cells.iter().zip(widths).enumerate() {
+            if i > 0 {
+                text.push_str("  ");
+            }
+            text.push_str(&format!("{cell:<width$}"));
+        }
+        writeln!(out, "{}", text.trim_end())
+    };
+    line(&header)?;
+    for row in rows {
+        let cells: Vec<&str> = row.iter().map(String::as_str).collect();
+        line(&cells)?;
+    }
+    Ok(())
+}
+
+/// "sandbox ID is ready", with each artifact.
+pub(super) fn describe_ready(record: &Record) -> String {
+    let mut text = format!("sandbox {} is {}", record.id, record.state);
+    for artifact in &record.artifacts {
+        text.push_str(&format!(
+            "\n  artifact {} ({} bytes, sha256 {})",
+            artifact.path, artifact.bytes, artifact.sha256
+        ));
+    }
+    text
+}
+
+fn time_left(record: &Record, now: Timestamp) -> String {
+    if record.state.is_gone() {
+        "-".to_owned()
+    } else {
+        human_remaining(record.expires_at.duration_since(now))
+    }
+}
+
+pub(super) fn list(records: &[Record]) -> anyhow::Result<()> {
+    let now = Timestamp::now();
+    let rows: Vec<[String; 6]> = records
+        .iter()
+        .map(|record| {
+            [
+                record.id.clone(),
+                record.profile.clone(),
+                record.mode.clone(),
+                record.state.to_string(),
+                format!(
+                    "{} ago",
+                    human_elapsed(now.duration_since(record.created_at))
+                ),
+                time_left(record, now),
+            ]
+        })
+        .collect();
+    let mut out = stdout();
+    table(
+        &mut out,
+        ["ID", "PROFILE", "MODE", "STATE", "CREATED", "EXPIRES IN"],
+        &rows,
+    )?;
+    out.flush()?;
+    Ok(())
+}
+
+pub(super) fn show(record: &Record) -> anyhow::Result<()> {
+    let now = Timestamp::now();
+    let mut text = String::new();
+    let mut field =
+        |name: &str, value: String| text.push_str(&format!("{:<11} {value}\n", format!("{name}:")));
+    field("id", record.id.clone());
+    field(
+        "profile",
+        format!("{} ({})", record.profile, record.profile_source),
+    );
+    field(
+        "extension",
+        format!("{} ({} mode)", record.extension, record.mode),
+    );
+    field("state", record.state.to_string());
+    if let Some(reason) = &record.state_reason {
+        field("reason", reason.clone());
+    }
+    field("created", record.created_at.to_string());
+    let left = if record.state.is_gone() {
+        String::new()
+    } else {
+        format!(" ({})", time_left(record, now))
+    };
+    field("expires", format!("{}{left}", record.expires_at));
+    let slot = record
+        .placement
+        .slot
+        .map(|slot| format!(" (slot {slot})"))
+        .unwrap_or_default();
+    field("placement", format!("{}{slot}", record.placement.host));
+    if let Some(owner) = record
+        .owner
+        .as_ref()
+        .filter(|_| record.state.is_in_progress())
+    {
+        field(
+            "owner",
+            format!("sandboxer pid {} on {}", owner.pid, owner.hostname),
+        );
+    }
+    if let Some(log) = &record.log {
+        field("log", log.to_string());
+    }
+    text.push_str("inputs:\n");
+    for (name, value) in &record.inputs {
+        text.push_str(&format!("  {name} = {value}\n"));
+    }
+    if !record.artifacts.is_empty() {
+        text.push_str("artifacts:\n");
+        for artifact in &record.artifacts {
+            text.push_str(&format!(
+                "  {} ({} bytes, sha256 {})\n",
+                artifact.path, artifact.bytes, artifact.sha256
+            ));
+        }
+    }
+    let mut out = stdout();
+    out.write_all(text.as_bytes())?;
+    out.flush()?;
+    Ok(())
+}
+
+/// The stderr line for one teardown.
+pub(super) fn teardown_message(outcome: &TeardownOutcome) -> String {
+    match outcome {
+        TeardownOutcome::TornDown(record) => {
+            let kept: String = record
+                .artifacts
+                .iter()
+                .map(|artifact| format!("\n  kept {}", artifact.path))
+                .collect();
+            format!("sandbox {} torn down{kept}", record.id)
+        }
+        TeardownOutcome::AlreadyGone(record) => {
+            format!("sandbox {} is already {}", record.id, record.state)
+        }
+    }
+}
+
+/// One line per gc entry on stderr, or the entries as JSON on stdout.
+pub(super) fn gc(report: &GcReport, as_json: bool) -> anyhow::Result<()> {
+    if as_json {
+        return json(&report.entries);
+    }
+    let mut stderr = std::io::stderr().lock();
+    for entry in &report.entries {
+        let verb = match entry.outcome {
+            Outcome::Done => "",
+            Outcome::Planned => "would ",
+            Outcome::Skipped => "skipped ",
+            Outcome::Failed => "failed to ",
+        };
+        let _ = writeln!(
+            stderr,
+            "{}: {verb}{}: {}",
+            entry.id, entry.action, entry.detail
+        );
+    }
+    if report.entries.is_empty() {
+        let _ = writeln!(stderr, "nothing to collect");
+    }
+    Ok(())
+}
+
+pub(super) fn profiles_list(catalog: &Catalog, as_json: bool) -> anyhow::Result<()> {
+    let summaries: Vec<_> = catalog.entries().map(Entry::summary).collect();
+    if as_json {
+        return json(&summaries);
+    }
+    let rows: Vec<[String; 5]> = summaries
+        .iter()
+        .map(|summary| {
+            let mut source = summary.source.clone();
+            if !summary.shadows.is_empty() {
+                source.push_str(&format!(" (shadows {})", summary.shadows.join(", ")));
+            }
+            [
+                summary.id.to_owned(),
+                summary.extension.to_owned(),
+                summary.mode.unwrap_or("-").to_owned(),
+                summary.ttl.clone(),
+                source,
+            ]
+        })
+        .collect();
+    let mut out = stdout();
+    table(
+        &mut out,
+        ["ID", "EXTENSION", "MODE", "TTL", "SOURCE"],
+        &rows,
+    )?;
+    out.flush()?;
+    Ok(())
+}
+
+pub(super) fn profile_show(
+    entry: &Entry,
+    extension: &dyn ext::Extension,
+    as_json: bool,
+) -> anyhow::Result<()> {
+    let profile = &entry.profile;
+    let inputs = profile.input_rows();
+    if as_json {
+        #[derive(Serialize)]
+        struct Full<'a> {
+            #[serde(flatten)]
+            profile: crate::profile::Summary<'a>,
+            inputs: &'a [InputRow],
+            sensitive_inputs: &'a [String],
+        }
+        return json(&Full {
+            profile: entry.summary(),
+            inputs: &inputs,
+            sensitive_inputs: &profile.sensitive_inputs,
+        });
+    }
+    let mut text = String::new();
+    text.push_str(&format!("id:          {}\n", profile.id));
+    text.push_str(&format!("description: {}\n", profile.description));
+    text.push_str(&format!("source:      {}\n", profile.source));
+    for shadowed in &entry.shadowed {
+        text.push_str(&format!("shadows:     {shadowed}\n"));
+    }
+    text.push_str(&format!(
+        "extension:   {} ({})\n",
+        extension.id(),
+        extension.summary()
+    ));
+    text.push_str(&format!("ttl:         {}\n", profile.ttl));
+    let limit = profile
+        .placement
+        .max_concurrent
+        .map(|max| format!(", max_concurrent = {max}"))
+        .unwrap_or_default();
+    text.push_str(&format!(
+        "placement:   host = {}{limit}\n",
+        profile.placement.host
+    ));
+    text.push_str(&format!("on_failure:  {}\n", profile.on_failure));
+    text.push_str("inputs:\n");
+    let width = inputs
+        .iter()
+        .map(|input| input.name.len() + input.value.len() + 5)
+        .max()
+        .unwrap_or(0);
+    for input in &inputs {
+        let assignment = format!("{} = {:?}", input.name, input.value);
+        text.push_str(&format!("  {assignment:<width$}  # {}\n", input.from));
+    }
+    if !profile.sensitive_inputs.is_empty() {
+        text.push_str(&format!(
+            "sensitive:   {}\n",
+            profile.sensitive_inputs.join(", ")
+        ));
+    }
+    text.push_str(&format!(
+        "{} accepts:\n{}",
+        extension.id(),
+        extension.input_schema().describe()
+    ));
+    let mut out = stdout();
+    out.write_all(text.as_bytes())?;
+    out.flush()?;
+    Ok(())
+}
