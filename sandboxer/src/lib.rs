@@ -11,6 +11,7 @@ pub mod ext;
 pub mod files;
 pub mod inputs;
 pub mod lifecycle;
+pub mod logs;
 pub mod placement;
 pub mod process;
 pub mod profile;

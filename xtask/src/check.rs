@@ -14,6 +14,8 @@ pub fn run(sh: &Shell) -> anyhow::Result<()> {
     )
     .run()?;
     cmd!(sh, "{cargo} test --workspace --locked").run()?;
+    // The tests built the debug binary; installing it proves the packaging, not the optimiser.
+    crate::install::smoke_test(sh, &sh.current_dir().join("target/debug/sandboxer"))?;
     eprintln!("xtask check: all green");
     Ok(())
 }

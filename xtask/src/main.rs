@@ -3,6 +3,8 @@
 mod bench;
 mod check;
 mod demo;
+mod install;
+mod man;
 mod setup;
 
 use anyhow::Context as _;
@@ -16,6 +18,12 @@ tasks:
   demo                     setup, then build the bundled example OVA through sandboxer
   check                    setup, then fmt --check, clippy -D warnings and every test
   bench                    speed and memory targets, as ratios measured in one run
+  man [DIR]                man pages for every command (default DIR: target/man)
+  install [--prefix P] [--destdir D] [--binary B]
+                           build (unless --binary) and install the binary, man pages and
+                           shell completions under D+P (default P: /usr/local)
+  uninstall [--prefix P] [--destdir D]
+                           remove exactly the files install writes
 ";
 
 fn main() -> anyhow::Result<()> {
@@ -29,6 +37,30 @@ fn main() -> anyhow::Result<()> {
         ["demo"] => demo::run(&sh),
         ["check"] => check::run(&sh),
         ["bench"] => bench::run(&sh),
+        ["man"] => man::generate(&sh.current_dir().join("target/man")).map(|pages| {
+            eprintln!("wrote {} man pages to target/man", pages.len());
+        }),
+        ["man", dir] => man::generate(std::path::Path::new(dir)).map(|pages| {
+            eprintln!("wrote {} man pages to {dir}", pages.len());
+        }),
+        ["install", rest @ ..] => {
+            let options = InstallOptions::parse(rest)?;
+            let layout = install::Layout::new(&options.prefix, &options.destdir)?;
+            let binary = match options.binary {
+                Some(binary) => std::path::PathBuf::from(binary),
+                None => {
+                    let cargo = cargo();
+                    xshell::cmd!(sh, "{cargo} build --release --locked --package sandboxer")
+                        .run()?;
+                    sh.current_dir().join("target/release/sandboxer")
+                }
+            };
+            install::install(&sh, &layout, &binary)
+        }
+        ["uninstall", rest @ ..] => {
+            let options = InstallOptions::parse(rest)?;
+            install::uninstall(&install::Layout::new(&options.prefix, &options.destdir)?)
+        }
         [] | ["help" | "--help" | "-h"] => {
             print!("{HELP}");
             Ok(())
@@ -36,6 +68,37 @@ fn main() -> anyhow::Result<()> {
         other => anyhow::bail!("unknown task {other:?}\n\n{HELP}"),
     }
     .with_context(|| format!("cargo xtask {}", args.join(" ")))
+}
+
+/// `--prefix P --destdir D --binary B`, any order, each optional.
+struct InstallOptions {
+    prefix: String,
+    destdir: String,
+    binary: Option<String>,
+}
+
+impl InstallOptions {
+    fn parse(args: &[&str]) -> anyhow::Result<InstallOptions> {
+        let mut options = InstallOptions {
+            prefix: "/usr/local".to_owned(),
+            destdir: String::new(),
+            binary: None,
+        };
+        let mut rest = args.iter();
+        while let Some(flag) = rest.next() {
+            let value = rest
+                .next()
+                .with_context(|| format!("{flag} needs a value"))?
+                .to_string();
+            match *flag {
+                "--prefix" => options.prefix = value,
+                "--destdir" => options.destdir = value,
+                "--binary" => options.binary = Some(value),
+                other => anyhow::bail!("unknown option {other:?}\n\n{HELP}"),
+            }
+        }
+        Ok(options)
+    }
 }
 
 /// The workspace root, from this crate's manifest dir, never from the current directory.

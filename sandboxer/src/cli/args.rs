@@ -1,11 +1,14 @@
 //! The command line's shape: clap types only, turned into library requests by `cli`.
 
 use camino::Utf8PathBuf;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap_complete::engine::ArgValueCompleter;
 
 use crate::duration::{self, Ttl};
 use crate::ext::OnFailure;
 use crate::inputs::parse_assignment;
+
+use super::complete;
 
 pub(super) const EXIT_CODES: &str = "\
 Exit codes:
@@ -72,12 +75,19 @@ pub(super) enum Command {
     /// Inspect profiles
     #[command(subcommand)]
     Profiles(ProfilesCommand),
+    /// Print a sandbox's provision log (redacted); --follow streams it while it provisions
+    Logs(LogsArgs),
+    /// Print the script that registers shell completions (profile names and sandbox ids too)
+    #[command(
+        after_help = "Install it where your shell looks, for example:\n  sandboxer completions bash > ~/.local/share/bash-completion/completions/sandboxer\n  sandboxer completions zsh > ~/.zfunc/_sandboxer\n  sandboxer completions fish > ~/.config/fish/completions/sandboxer.fish\n`make install` installs all three."
+    )]
+    Completions(CompletionsArgs),
 }
 
 #[derive(Debug, Args)]
 pub(super) struct CreateArgs {
     /// Profile id (e.g. profile.vm-packer-build; the `profile.` prefix may be left out)
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", add = ArgValueCompleter::new(complete::profiles))]
     pub profile: String,
     /// Set an input, overriding the profile's default (repeatable)
     #[arg(long = "input", short = 'i', value_name = "KEY=VALUE", value_parser = parse_assignment)]
@@ -120,6 +130,7 @@ pub(super) struct ListArgs {
 #[derive(Debug, Args)]
 pub(super) struct ExtendArgs {
     /// Sandbox id, or a unique prefix of one
+    #[arg(add = ArgValueCompleter::new(complete::sandbox_ids))]
     pub id: String,
     /// New time to live, counted from now (e.g. 4h); never shortens the current one
     #[arg(long, value_name = "DURATION")]
@@ -149,6 +160,7 @@ pub(super) struct JsonArg {
 #[derive(Debug, Args)]
 pub(super) struct IdArgs {
     /// Sandbox id, or a unique prefix of one
+    #[arg(add = ArgValueCompleter::new(complete::sandbox_ids))]
     pub id: String,
     /// Print JSON on stdout
     #[arg(long)]
@@ -158,7 +170,7 @@ pub(super) struct IdArgs {
 #[derive(Debug, Args)]
 pub(super) struct TeardownArgs {
     /// Sandbox ids, or unique prefixes of them
-    #[arg(required = true, value_name = "ID")]
+    #[arg(required = true, value_name = "ID", add = ArgValueCompleter::new(complete::sandbox_ids))]
     pub ids: Vec<String>,
     /// Print JSON on stdout: the record of one sandbox, or an array of outcomes for several
     #[arg(long)]
@@ -176,10 +188,34 @@ pub(super) enum ProfilesCommand {
 #[derive(Debug, Args)]
 pub(super) struct ProfileShowArgs {
     /// Profile id (the `profile.` prefix may be left out)
+    #[arg(add = ArgValueCompleter::new(complete::profiles))]
     pub name: String,
     /// Print JSON on stdout
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct LogsArgs {
+    /// Sandbox id, or a unique prefix of one
+    #[arg(add = ArgValueCompleter::new(complete::sandbox_ids))]
+    pub id: String,
+    /// Keep printing what the build writes until the sandbox stops provisioning
+    #[arg(long, short)]
+    pub follow: bool,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct CompletionsArgs {
+    /// The shell to register with
+    pub shell: Shell,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(super) enum Shell {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 impl Command {
@@ -194,6 +230,7 @@ impl Command {
             Command::Gc(args) => args.json,
             Command::Profiles(ProfilesCommand::List(args)) => args.json,
             Command::Profiles(ProfilesCommand::Show(args)) => args.json,
+            Command::Logs(_) | Command::Completions(_) => false,
         }
     }
 }

@@ -4,6 +4,7 @@
 //! Human messages go to stderr; `--json` output goes to stdout; the two never mix.
 
 mod args;
+mod complete;
 mod render;
 
 use std::ffi::OsString;
@@ -12,8 +13,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use camino::Utf8PathBuf;
-use clap::Parser as _;
+use camino::{Utf8Path, Utf8PathBuf};
+use clap::{CommandFactory as _, Parser as _};
 
 use crate::cancel::Cancel;
 use crate::error::{kind_of, usage};
@@ -23,12 +24,18 @@ use crate::profile::{Catalog, SearchPath};
 use crate::progress::Terminal;
 use crate::registry::Registry;
 use args::{
-    Cli, Command, CreateArgs, ExtendArgs, GcArgs, GlobalArgs, IdArgs, ListArgs, ProfilesCommand,
-    TeardownArgs,
+    Cli, Command, CreateArgs, ExtendArgs, GcArgs, GlobalArgs, IdArgs, ListArgs, LogsArgs,
+    ProfilesCommand, TeardownArgs,
 };
+
+/// The whole command line as clap sees it: for man pages and completion scripts.
+pub fn command() -> clap::Command {
+    Cli::command()
+}
 
 /// Parses the command line, runs the command, prints any error once, and returns the exit code.
 pub fn main() -> ExitCode {
+    complete::answer_if_asked();
     let argv: Vec<OsString> = std::env::args_os().collect();
     let cli = match Cli::try_parse_from(&argv) {
         Ok(cli) => cli,
@@ -80,7 +87,7 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    let search = search_path(&cli.global)?;
+    let search = search_path(&cli.global.profiles_dirs)?;
     match cli.command {
         Command::Create(args) => create(config(&cli.global, search)?, args),
         Command::List(args) => list(&config(&cli.global, search)?, &args),
@@ -97,6 +104,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let extension = ext::find(&entry.profile.extension)
                 .context("profiles only name known extensions")?;
             render::profile_show(entry, extension, args.json)
+        }
+        Command::Logs(args) => logs(&config(&cli.global, search)?, &args),
+        Command::Completions(args) => {
+            let mut out = render::stdout();
+            complete::registration(args.shell, &mut out)?;
+            out.flush()?;
+            Ok(())
         }
     }
 }
@@ -118,32 +132,39 @@ fn env_path(name: &str) -> anyhow::Result<Option<Utf8PathBuf>> {
     Ok(env_var(name)?.map(Utf8PathBuf::from))
 }
 
-fn search_path(global: &GlobalArgs) -> anyhow::Result<SearchPath> {
+fn search_path(profiles_dirs: &[Utf8PathBuf]) -> anyhow::Result<SearchPath> {
     let env_list = env_var("SANDBOXER_PROFILES")?;
     let config_dir = match env_path("XDG_CONFIG_HOME")? {
         Some(dir) => Some(dir),
         None => env_path("HOME")?.map(|home| home.join(".config")),
     };
     Ok(SearchPath::standard(
-        &global.profiles_dirs,
+        profiles_dirs,
         env_list.as_deref(),
         config_dir.as_deref(),
     ))
 }
 
-fn config(global: &GlobalArgs, search: SearchPath) -> anyhow::Result<Config> {
-    let state_dir = match &global.state_dir {
-        Some(dir) => dir.clone(),
-        None => match env_path("XDG_STATE_HOME")? {
-            Some(dir) => dir,
-            None => env_path("HOME")?
-                .map(|home| home.join(".local/state"))
-                .context(
-                    "cannot find a state directory: set SANDBOXER_HOME, XDG_STATE_HOME or HOME",
-                )?,
-        }
-        .join("sandboxer"),
+/// The state directory: `--state-dir`, else `$SANDBOXER_HOME` (both arrive through clap when
+/// parsing; completions read the variable here), else `$XDG_STATE_HOME/sandboxer`, else
+/// `~/.local/state/sandboxer`. `None` when nothing says where.
+fn state_dir(explicit: Option<&Utf8Path>) -> anyhow::Result<Option<Utf8PathBuf>> {
+    if let Some(dir) = explicit {
+        return Ok(Some(dir.to_owned()));
+    }
+    if let Some(dir) = env_path("SANDBOXER_HOME")? {
+        return Ok(Some(dir));
+    }
+    let base = match env_path("XDG_STATE_HOME")? {
+        Some(dir) => Some(dir),
+        None => env_path("HOME")?.map(|home| home.join(".local/state")),
     };
+    Ok(base.map(|base| base.join("sandboxer")))
+}
+
+fn config(global: &GlobalArgs, search: SearchPath) -> anyhow::Result<Config> {
+    let state_dir = state_dir(global.state_dir.as_deref())?
+        .context("cannot find a state directory: set SANDBOXER_HOME, XDG_STATE_HOME or HOME")?;
     let cwd = std::env::current_dir().context("reading the current directory")?;
     let cwd = Utf8PathBuf::from_path_buf(cwd).map_err(|path| {
         usage(format!(
@@ -284,6 +305,16 @@ fn teardown(config: &Config, args: &TeardownArgs) -> anyhow::Result<()> {
             "{failed} of {} teardowns failed; see above",
             outcomes.len()
         )));
+    }
+    Ok(())
+}
+
+fn logs(config: &Config, args: &LogsArgs) -> anyhow::Result<()> {
+    let mut out = render::stdout();
+    let record = crate::logs::copy(config, &args.id, args.follow, &mut out)?;
+    out.flush()?;
+    if args.follow {
+        render::note(&render::describe_end(&record));
     }
     Ok(())
 }

@@ -73,6 +73,14 @@ pub(super) fn describe_ready(record: &Record) -> String {
     text
 }
 
+/// "sandbox ID is failed: reason", for the end of a followed log.
+pub(super) fn describe_end(record: &Record) -> String {
+    match &record.state_reason {
+        Some(reason) => format!("sandbox {} is {}: {reason}", record.id, record.state),
+        None => describe_ready(record),
+    }
+}
+
 fn time_left(record: &Record, now: Timestamp) -> String {
     if record.state.is_gone() {
         "-".to_owned()

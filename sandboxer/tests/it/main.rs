@@ -7,5 +7,6 @@
 mod cli;
 mod common;
 mod lifecycle;
+mod operator;
 mod packer_build;
 mod scripts;
