@@ -53,10 +53,7 @@ pub(super) fn profiles(current: &OsStr) -> Vec<CompletionCandidate> {
             }
         }
     }
-    names
-        .into_iter()
-        .map(CompletionCandidate::new)
-        .collect()
+    names.into_iter().map(CompletionCandidate::new).collect()
 }
 
 /// Ids of the sandboxes in the state directory, read without creating or changing anything.

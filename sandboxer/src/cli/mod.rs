@@ -33,6 +33,16 @@ pub fn command() -> clap::Command {
     Cli::command()
 }
 
+/// `main` for a program that adds its own extensions to the built-in ones (see the extension
+/// SDK guide): registers them, then behaves exactly as the `sandboxer` binary.
+pub fn main_with(extensions: &'static [&'static dyn ext::Extension]) -> ExitCode {
+    if let Err(err) = ext::register(extensions) {
+        render::note(&format!("error: {err:#}"));
+        return ExitCode::from(crate::error::ErrorKind::Failed.exit_code());
+    }
+    main()
+}
+
 /// Parses the command line, runs the command, prints any error once, and returns the exit code.
 pub fn main() -> ExitCode {
     complete::answer_if_asked();

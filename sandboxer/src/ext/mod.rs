@@ -132,17 +132,46 @@ impl std::fmt::Debug for dyn Extension {
 
 static BUILT_IN: [&dyn Extension; 1] = [&vm_packer::VmPacker];
 
-/// Looks up a built-in extension by id.
-pub fn find(id: &str) -> Option<&'static dyn Extension> {
-    BUILT_IN
-        .iter()
-        .copied()
-        .find(|extension| extension.id() == id)
+/// Extensions a program built on this library adds to the built-in ones (see [`register`]).
+static REGISTERED: std::sync::OnceLock<&'static [&'static dyn Extension]> =
+    std::sync::OnceLock::new();
+
+/// Adds extensions for the rest of the process, before anything looks one up; a program that
+/// embeds sandboxer (`sandboxer::cli::main_with`) calls it once, first thing. Refuses an id
+/// that is already taken, and a second call.
+pub fn register(extensions: &'static [&'static dyn Extension]) -> anyhow::Result<()> {
+    for (i, extension) in extensions.iter().enumerate() {
+        let id = extension.id();
+        anyhow::ensure!(
+            BUILT_IN.iter().all(|built_in| built_in.id() != id)
+                && extensions[..i].iter().all(|other| other.id() != id),
+            "extension id {id} is registered twice"
+        );
+    }
+    REGISTERED
+        .set(extensions)
+        .map_err(|_| anyhow::anyhow!("extensions are registered once per process"))
 }
 
-/// The ids of all built-in extensions.
+fn all() -> impl Iterator<Item = &'static dyn Extension> {
+    BUILT_IN.iter().copied().chain(
+        REGISTERED
+            .get()
+            .copied()
+            .unwrap_or_default()
+            .iter()
+            .copied(),
+    )
+}
+
+/// Looks up an extension (built in or registered) by id.
+pub fn find(id: &str) -> Option<&'static dyn Extension> {
+    all().find(|extension| extension.id() == id)
+}
+
+/// The ids of every extension, built-in ones first.
 pub fn ids() -> impl Iterator<Item = &'static str> {
-    BUILT_IN.iter().map(|extension| extension.id())
+    all().map(|extension| extension.id())
 }
 
 /// Hashes a file for an artifact entry.

@@ -28,10 +28,24 @@ fn hermetic(cases: &trycmd::TestCases) -> &trycmd::TestCases {
         .env("CLICOLOR_FORCE", "")
 }
 
+/// The extension SDK's example program (`sandboxer/examples/scratch.rs`), which
+/// `docs/extension-sdk.md` runs. `cargo test` builds examples before running tests.
+fn scratch_example() -> std::path::PathBuf {
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_sandboxer"));
+    let example = bin.with_file_name("examples").join("sandboxer-scratch");
+    assert!(
+        example.is_file(),
+        "{} is missing: build it with `cargo build -p sandboxer --example sandboxer-scratch` (plain `cargo test` does)",
+        example.display()
+    );
+    example
+}
+
 #[test]
 fn transcripts() {
     let cases = trycmd::TestCases::new();
     hermetic(&cases)
+        .register_bin("sandboxer-scratch", scratch_example())
         .env("SANDBOXER_PROFILES", "")
         .case("../tests/cmd/*.toml")
         .case("../docs/**/*.md");
@@ -69,6 +83,18 @@ fn docs_quote_their_example_profiles() {
     assert!(
         drifted.is_empty(),
         "not quoted verbatim in a ```toml block of their page: {drifted:?}"
+    );
+}
+
+/// The SDK guide's code is the example the suite compiles and runs.
+#[test]
+fn the_sdk_guide_quotes_its_example_extension() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let page = std::fs::read_to_string(root.join("../docs/extension-sdk.md")).unwrap();
+    let example = std::fs::read_to_string(root.join("examples/scratch.rs")).unwrap();
+    assert!(
+        page.contains(&format!("```rust\n{example}```\n")),
+        "docs/extension-sdk.md does not quote sandboxer/examples/scratch.rs verbatim"
     );
 }
 
