@@ -141,9 +141,6 @@ impl Prepared for Plan {
         ctx.progress.emit(&Event::Phase {
             message: format!("wrote {file}"),
         });
-        Ok(Provisioned {
-            artifacts: vec![describe_artifact(&file)?],
-            ..Provisioned::default()
-        })
+        Ok(Provisioned::new(vec![describe_artifact(&file)?]))
     }
 }

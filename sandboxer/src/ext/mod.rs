@@ -76,10 +76,18 @@ impl std::str::FromStr for OnFailure {
     }
 }
 
-/// What a successful provision produced.
+/// What a successful provision produced. Non-exhaustive, so that what sandboxer learns from a
+/// provision can grow without breaking extensions: build it with [`Provisioned::new`].
 #[derive(Debug, Default)]
+#[non_exhaustive]
 pub struct Provisioned {
     pub artifacts: Vec<Artifact>,
+}
+
+impl Provisioned {
+    pub fn new(artifacts: Vec<Artifact>) -> Provisioned {
+        Provisioned { artifacts }
+    }
 }
 
 /// What teardown may change: the sandbox's working directories and where its artifacts are.
