@@ -5,6 +5,7 @@
 pub mod builtin;
 pub mod cancel;
 pub mod cli;
+pub mod doctor;
 pub mod duration;
 pub mod error;
 pub mod ext;

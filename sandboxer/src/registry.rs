@@ -82,6 +82,14 @@ impl Registry {
         })
     }
 
+    /// The state directory at `root` as it is, for looking without changing anything: nothing
+    /// is created or checked (see [`Registry::open`] for that).
+    pub fn existing(root: &Utf8Path) -> Registry {
+        Registry {
+            root: root.canonicalize_utf8().unwrap_or_else(|_| root.to_owned()),
+        }
+    }
+
     pub fn root(&self) -> &Utf8Path {
         &self.root
     }

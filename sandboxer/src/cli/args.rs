@@ -77,6 +77,11 @@ pub(super) enum Command {
     Profiles(ProfilesCommand),
     /// Print a sandbox's provision log (redacted); --follow streams it while it provisions
     Logs(LogsArgs),
+    /// Check this machine and configuration: tools, state dir, profiles, sandboxes awaiting gc
+    #[command(
+        after_help = "One line per check: ok, warn or fail, and the fix. Changes nothing.\nExit code 0 when nothing fails (warnings included), 1 otherwise."
+    )]
+    Doctor(JsonArg),
     /// Print the script that registers shell completions (profile names and sandbox ids too)
     #[command(
         after_help = "Install it where your shell looks, for example:\n  sandboxer completions bash > ~/.local/share/bash-completion/completions/sandboxer\n  sandboxer completions zsh > ~/.zfunc/_sandboxer\n  sandboxer completions fish > ~/.config/fish/completions/sandboxer.fish\n`make install` installs all three."
@@ -230,6 +235,7 @@ impl Command {
             Command::Gc(args) => args.json,
             Command::Profiles(ProfilesCommand::List(args)) => args.json,
             Command::Profiles(ProfilesCommand::Show(args)) => args.json,
+            Command::Doctor(args) => args.json,
             Command::Logs(_) | Command::Completions(_) => false,
         }
     }

@@ -116,6 +116,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             render::profile_show(entry, extension, args.json)
         }
         Command::Logs(args) => logs(&config(&cli.global, search)?, &args),
+        Command::Doctor(args) => doctor(&cli.global, &search, args.json),
         Command::Completions(args) => {
             let mut out = render::stdout();
             complete::registration(args.shell, &mut out)?;
@@ -317,6 +318,34 @@ fn teardown(config: &Config, args: &TeardownArgs) -> anyhow::Result<()> {
         )));
     }
     Ok(())
+}
+
+fn doctor(global: &GlobalArgs, search: &SearchPath, json: bool) -> anyhow::Result<()> {
+    let state_dir = state_dir(global.state_dir.as_deref())?
+        .context("cannot find a state directory: set SANDBOXER_HOME, XDG_STATE_HOME or HOME")?;
+    let cwd = std::env::current_dir().context("reading the current directory")?;
+    let state_dir = match Utf8PathBuf::from_path_buf(cwd) {
+        Ok(cwd) => cwd.join(state_dir),
+        Err(_) => state_dir,
+    };
+    let packer = env_path("SANDBOXER_PACKER")?;
+    let checks = crate::doctor::run(&crate::doctor::Setup {
+        state_dir: &state_dir,
+        search,
+        packer: packer.as_deref(),
+    });
+    render::doctor(&checks, json)?;
+    let failed = checks
+        .iter()
+        .filter(|check| check.status == crate::doctor::Status::Fail)
+        .count();
+    match failed {
+        0 => Ok(()),
+        failed => Err(crate::error::partly_failed(format!(
+            "{failed} of {} checks failed",
+            checks.len()
+        ))),
+    }
 }
 
 fn logs(config: &Config, args: &LogsArgs) -> anyhow::Result<()> {

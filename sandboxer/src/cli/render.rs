@@ -323,3 +323,30 @@ pub(super) fn profile_show(
     out.flush()?;
     Ok(())
 }
+
+/// One line per check (`ok    name  detail`), the fix indented below anything not ok.
+pub(super) fn doctor(checks: &[crate::doctor::Check], as_json: bool) -> anyhow::Result<()> {
+    if as_json {
+        return json(&checks);
+    }
+    let width = checks
+        .iter()
+        .map(|check| check.name.len())
+        .max()
+        .unwrap_or(0);
+    let mut out = stdout();
+    for check in checks {
+        writeln!(
+            out,
+            "{:<4}  {:<width$}  {}",
+            check.status.as_str(),
+            check.name,
+            check.detail
+        )?;
+        if let Some(fix) = &check.fix {
+            writeln!(out, "{:<4}  {:<width$}  fix: {fix}", "", "")?;
+        }
+    }
+    out.flush()?;
+    Ok(())
+}

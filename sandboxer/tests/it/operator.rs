@@ -181,3 +181,48 @@ fn bash_completes_commands_profiles_and_sandbox_ids() {
     let ids = bash_complete(&sandboxer, &["sandboxer", "show", "sb-te"]);
     assert_eq!(ids, ["sb-test0000001"]);
 }
+
+#[test]
+fn doctor_reports_sandboxes_waiting_for_gc_without_touching_them() {
+    require_tool("packer");
+    let sandboxer = Sandboxer::new();
+    let quick = fixtures().join("templates/quick/quick.pkr.hcl");
+    let id = sandboxer
+        .run(&[
+            "create",
+            "--profile",
+            "vm-packer-build",
+            "--ttl",
+            "1s",
+            "-q",
+            "-i",
+            &format!("packer_template={}", quick.display()),
+        ])
+        .success()
+        .stdout
+        .trim()
+        .to_owned();
+    std::thread::sleep(Duration::from_millis(1100));
+    let before = sandboxer.stored_record(&id);
+    let checks = sandboxer.run(&["doctor", "--json"]).success().json();
+    let sandboxes = checks
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|check| check["name"] == "sandboxes")
+        .unwrap();
+    assert_eq!(sandboxes["status"], "warn", "{checks:#}");
+    assert!(
+        sandboxes["detail"].as_str().unwrap().contains("1 expired"),
+        "{checks:#}"
+    );
+    assert_eq!(sandboxes["fix"], "run `sandboxer gc` (or schedule it)");
+    for check in checks.as_array().unwrap() {
+        assert_ne!(check["status"], "fail", "{checks:#}");
+    }
+    assert_eq!(
+        sandboxer.stored_record(&id),
+        before,
+        "doctor changed a record"
+    );
+}
