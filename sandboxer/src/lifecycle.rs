@@ -1,6 +1,6 @@
 //! Sandbox lifecycle: create, teardown, extend, gc, and noticing sandboxes whose owner died.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use jiff::Timestamp;
@@ -465,12 +465,15 @@ fn busy(record: &Record) -> anyhow::Error {
 /// How long an orphaned Packer gets to cancel its build cleanly before its group is killed.
 const ORPHAN_CANCEL_GRACE: Duration = Duration::from_secs(10);
 
-/// Stops the process group an orphaned build left running, if it still runs; clears it from
-/// the record. Called with the owner lock held.
+/// How long the kernel gets to end a SIGKILLed group (delivery is asynchronous).
+const KILL_GRACE: Duration = Duration::from_secs(5);
+
+/// Stops the process group an orphaned build left running, if it still runs, and returns once
+/// none of its processes runs; clears it from the record. Called with the owner lock held.
 ///
-/// The group is signalled only if it is provably the recorded one: its leader has the recorded
-/// start time, or its leader is gone but the group lives on (Linux never hands out a pid that
-/// is still in use as a process-group id, so the group cannot have been reused).
+/// The group is signalled only if it is provably the recorded one (see
+/// [`process::is_same_group`]): its leader may have exited already (Packer dies of SIGPIPE
+/// when it writes after sandboxer died) while its plugins and provisioners run on.
 fn stop_orphaned_build(registry: &Registry, record: &Record) -> anyhow::Result<bool> {
     let Some(owner) = &record.owner else {
         return Ok(false);
@@ -481,19 +484,16 @@ fn stop_orphaned_build(registry: &Registry, record: &Record) -> anyhow::Result<b
     if owner.hostname != process::hostname() {
         return Ok(false);
     }
-    let leader_alive = owner
-        .pgid_start_time
-        .is_some_and(|started| process::is_alive(pgid, started));
-    let leader_reused = !leader_alive && process::start_time(pgid).is_some();
     let mut stopped = false;
-    if !leader_reused && process::group_exists(pgid) {
+    if process::is_same_group(pgid, owner.pgid_start_time) && process::group_runs(pgid) {
         let _ = process::signal_group(pgid, rustix::process::Signal::INT);
-        let deadline = Instant::now() + ORPHAN_CANCEL_GRACE;
-        while process::group_exists(pgid) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        process::wait_for_group_end(pgid, ORPHAN_CANCEL_GRACE);
         process::signal_group(pgid, rustix::process::Signal::KILL)
             .with_context(|| format!("killing process group {pgid}"))?;
+        anyhow::ensure!(
+            process::wait_for_group_end(pgid, KILL_GRACE),
+            "process group {pgid} still runs {KILL_GRACE:?} after SIGKILL"
+        );
         stopped = true;
     }
     registry.update(&record.id, |record| {

@@ -111,7 +111,21 @@ impl Sandboxer {
     }
 
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_sandboxer"));
+        self.command_under(&[], args)
+    }
+
+    /// Like [`Sandboxer::command`], but runs sandboxer under `wrapper` (a program and its
+    /// arguments, e.g. strace injecting a fault), with the same environment and directory.
+    pub fn command_under(&self, wrapper: &[&str], args: &[&str]) -> Command {
+        let sandboxer = env!("CARGO_BIN_EXE_sandboxer");
+        let mut command = match wrapper.split_first() {
+            Some((program, wrapper_args)) => {
+                let mut command = Command::new(program);
+                command.args(wrapper_args).arg(sandboxer);
+                command
+            }
+            None => Command::new(sandboxer),
+        };
         for (name, _) in std::env::vars_os() {
             let name = name.to_string_lossy();
             if SCRUBBED_ENV_PREFIXES
@@ -285,6 +299,29 @@ pub fn wait_until<T>(timeout: Duration, what: &str, mut probe: impl FnMut() -> O
             "timed out after {timeout:?} waiting for {what}"
         );
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits for a sandboxer started with [`Sandboxer::spawn`] to exit, at most `limit`: past it,
+/// kills sandboxer and the process group `group` (so nothing outlives the test) and fails.
+pub fn finish_within(args: &[&str], child: Child, limit: Duration, group: u32) -> Run {
+    let pid = child.id();
+    let (sender, receiver) = std::sync::mpsc::channel();
+    let waiter = std::thread::spawn(move || {
+        let _ = sender.send(child.wait_with_output());
+    });
+    match receiver.recv_timeout(limit) {
+        Ok(output) => {
+            waiter.join().unwrap();
+            Run::new(args, output.unwrap())
+        }
+        Err(_) => {
+            signal(pid, "KILL");
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{group}")])
+                .status();
+            panic!("sandboxer {args:?} was still running after {limit:?}");
+        }
     }
 }
 
@@ -478,6 +515,30 @@ pub fn processes_mentioning(needle: &str) -> Vec<String> {
         }
     }
     found
+}
+
+/// The command names (`/proc/<pid>/comm`) of the running processes of group `pgid`.
+pub fn commands_in_group(pgid: u32) -> Vec<String> {
+    processes_in_group(pgid)
+        .into_iter()
+        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).ok())
+        .map(|comm| comm.trim_end().to_owned())
+        .collect()
+}
+
+/// Kills the process group it names when the test fails while holding it, so that a failed
+/// test leaves no long build running behind it. (A passing test ends its groups itself; the
+/// guard never signals a group it cannot know is still the test's.)
+pub struct KillGroupOnPanic(pub u32);
+
+impl Drop for KillGroupOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", self.0)])
+                .status();
+        }
+    }
 }
 
 /// Sends a signal to a process.

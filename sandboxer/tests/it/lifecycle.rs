@@ -1,10 +1,11 @@
 //! Lifecycle under pressure, with the real Packer and real signals: TTL and gc, placement
 //! limits, cancellation, failure policy, crash recovery and concurrent use of one state dir.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::common::{
-    Run, Sandboxer, fixtures, processes_in_group, require_tool, signal, wait_until,
+    KillGroupOnPanic, Run, Sandboxer, commands_in_group, finish_within, fixtures,
+    processes_in_group, require_tool, signal, wait_until,
 };
 
 fn template(name: &str) -> String {
@@ -66,6 +67,22 @@ fn setup() -> Sandboxer {
 
 fn args(owned: &[String]) -> Vec<&str> {
     owned.iter().map(String::as_str).collect()
+}
+
+/// Waits until the sleeping template's provisioner sleeps: it has said so (the log has the
+/// line, so Packer is quiet from now on) and its `sleep` runs in Packer's group `pgid`.
+fn wait_for_the_provisioner_to_sleep(sandboxer: &Sandboxer, id: &str, pgid: u32) {
+    let log = sandboxer.sandbox_dir(id).join("provision.log");
+    wait_until(
+        Duration::from_secs(30),
+        "the provisioner to start sleeping",
+        || {
+            let said_so = std::fs::read_to_string(&log)
+                .is_ok_and(|text| text.contains("null.sleep: sleeping 300s"));
+            let sleeps = commands_in_group(pgid).iter().any(|name| name == "sleep");
+            (said_so && sleeps).then_some(())
+        },
+    );
 }
 
 #[test]
@@ -248,31 +265,52 @@ fn placement_limit_queues_or_refuses_and_passes_the_host_to_the_template() {
     );
 }
 
+/// The visible tickets in host `hv1`'s queue (a hidden one is still being taken).
+fn queue_tickets(sandboxer: &Sandboxer) -> Vec<String> {
+    let queue = sandboxer.state_dir().join("slots/hv1/queue");
+    let mut tickets: Vec<String> = std::fs::read_dir(queue)
+        .map(|entries| {
+            entries
+                .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+                .filter(|name| !name.starts_with('.'))
+                .collect()
+        })
+        .unwrap_or_default();
+    tickets.sort();
+    tickets
+}
+
 #[test]
 fn a_killed_waiter_does_not_leak_its_place_or_a_slot() {
     let sandboxer = setup();
     sandboxer.write_profile("sleep.toml", &sleep_profile(Some(1), 300));
     let holder = sandboxer.spawn(&["create", "--profile", "sleep", "-q"]);
     let holder_id = sandboxer.wait_for_state("provisioning");
-    let mut waiter = sandboxer.spawn(&["create", "--profile", "sleep", "-q"]);
-    wait_until(Duration::from_secs(10), "the waiter to queue", || {
-        (sandboxer.ids().len() == 2).then_some(())
-    });
-    std::thread::sleep(Duration::from_millis(300));
-    waiter.kill().unwrap();
-    waiter.wait().unwrap();
+    let mut waiter = sandboxer.start(&["create", "--profile", "sleep"]);
+    waiter.wait_for_stderr("waiting for a free placement slot on `hv1` (next in line)");
+    let tickets = queue_tickets(&sandboxer);
+    assert_eq!(tickets.len(), 1, "the waiter holds a ticket: {tickets:?}");
+    // SIGKILL: the waiter cannot remove its ticket; only its lock goes with it.
+    signal(waiter.id(), "KILL");
+    waiter.finish();
+    assert_eq!(
+        queue_tickets(&sandboxer),
+        tickets,
+        "a killed waiter leaves its ticket file behind"
+    );
 
     signal(holder.id(), "INT");
     Run::from_child(&["create"], holder).code(130);
     assert_eq!(sandboxer.show(&holder_id)["state"], "cancelled");
-    let queue = sandboxer.state_dir().join("slots/hv1/queue");
+    // The dead waiter's ticket neither blocks a create that will not wait ...
     sandboxer.write_profile("sleep.toml", &sleep_profile(Some(1), 0));
     sandboxer
         .run(&["create", "--profile", "sleep", "--no-wait", "-q"])
         .success();
+    // ... nor stays.
     assert_eq!(
-        std::fs::read_dir(queue).unwrap().count(),
-        0,
+        queue_tickets(&sandboxer),
+        Vec::<String>::new(),
         "the dead waiter's ticket is gone"
     );
 }
@@ -285,22 +323,8 @@ fn cancel_with(sig: &str, expected_code: i32, name: &str) {
     let build = sandboxer.spawn(&["create", "--profile", "sleep", "--json"]);
     let id = sandboxer.wait_for_state("provisioning");
     let pgid = sandboxer.wait_for_pgid(&id);
-    wait_until(
-        Duration::from_secs(30),
-        "the provisioner to start sleeping",
-        || {
-            let log = std::fs::read_to_string(
-                sandboxer
-                    .state_dir()
-                    .join("sandboxes")
-                    .join(&id)
-                    .join("provision.log"),
-            )
-            .ok()?;
-            log.contains("sleeping 300s").then_some(())
-        },
-    );
-    assert!(!processes_in_group(pgid).is_empty());
+    let _guard = KillGroupOnPanic(pgid);
+    wait_for_the_provisioner_to_sleep(&sandboxer, &id, pgid);
 
     signal(build.id(), sig);
     let run = Run::from_child(&["create"], build).code(expected_code);
@@ -338,11 +362,21 @@ fn sigterm_cancels_the_build_and_exits_143() {
     cancel_with("TERM", 143, "SIGTERM");
 }
 
+/// How long a cancel of the stubborn fake may take: generous for a loaded machine, and far
+/// below the fake's own lifetime (300 s), so that only sandboxer's kill can end it in time.
+const STUBBORN_LIMIT: Duration = Duration::from_secs(30);
+
 #[test]
 fn a_packer_that_ignores_the_cancel_is_killed_after_the_timeout() {
     let (sandboxer, build, id, pgid) = start_stubborn_build("1s");
+    let cancelled_at = Instant::now();
     signal(build.id(), "INT");
-    Run::from_child(&["create"], build).code(130);
+    finish_within(&["create"], build, STUBBORN_LIMIT, pgid).code(130);
+    let took = cancelled_at.elapsed();
+    assert!(
+        took >= Duration::from_secs(1),
+        "killed before the 1 s --cancel-timeout passed: {took:?}"
+    );
     assert_eq!(processes_in_group(pgid), Vec::<u32>::new());
     assert_eq!(sandboxer.show(&id)["state"], "cancelled");
 }
@@ -358,7 +392,7 @@ fn a_second_ctrl_c_kills_a_stubborn_build_at_once() {
         "the first Ctrl-C waits for Packer"
     );
     signal(build.id(), "INT");
-    Run::from_child(&["create"], build).code(130);
+    finish_within(&["create"], build, STUBBORN_LIMIT, pgid).code(130);
     assert_eq!(processes_in_group(pgid), Vec::<u32>::new());
     assert_eq!(sandboxer.show(&id)["state"], "cancelled");
 }
@@ -463,25 +497,28 @@ fn assert_orphaned(record: &serde_json::Value) {
 }
 
 /// Starts a long build and SIGKILLs its sandboxer once the provisioner runs, leaving the
-/// build orphaned: returns the harness, the sandbox id and the build's process group.
-fn orphan_a_long_build() -> (Sandboxer, String, u32) {
+/// build orphaned: returns the harness, the sandbox id and the build's process group (killed
+/// if the test fails).
+fn orphan_a_long_build() -> (Sandboxer, String, u32, KillGroupOnPanic) {
     let sandboxer = setup();
     sandboxer.write_profile("sleep.toml", &sleep_profile(None, 300));
     let mut build = sandboxer.spawn(&["create", "--profile", "sleep", "-q"]);
     let id = sandboxer.wait_for_state("provisioning");
     let pgid = sandboxer.wait_for_pgid(&id);
-    // packer, its re-exec, two plugins, the provisioner's shells and sleep
-    wait_until(Duration::from_secs(30), "the provisioner's sleep", || {
-        (processes_in_group(pgid).len() >= 4).then_some(())
-    });
+    wait_for_the_provisioner_to_sleep(&sandboxer, &id, pgid);
     build.kill().unwrap(); // SIGKILL: no chance to clean up
     build.wait().unwrap();
-    (sandboxer, id, pgid)
+    assert_eq!(
+        sandboxer.stored_record(&id)["owner"]["pgid"],
+        pgid,
+        "the dead sandboxer's record still names the running build"
+    );
+    (sandboxer, id, pgid, KillGroupOnPanic(pgid))
 }
 
 #[test]
 fn a_killed_sandboxer_leaves_an_orphan_that_list_reports_and_teardown_stops() {
-    let (sandboxer, id, pgid) = orphan_a_long_build();
+    let (sandboxer, id, pgid, _guard) = orphan_a_long_build();
 
     let listed = sandboxer.run(&["list", "--json"]).success().json();
     assert_orphaned(&listed[0]);
@@ -505,7 +542,7 @@ fn a_killed_sandboxer_leaves_an_orphan_that_list_reports_and_teardown_stops() {
 
 #[test]
 fn teardown_stops_an_orphan_nobody_has_listed_yet() {
-    let (sandboxer, id, pgid) = orphan_a_long_build();
+    let (sandboxer, id, pgid, _guard) = orphan_a_long_build();
     assert_eq!(
         sandboxer.stored_record(&id)["state"],
         "provisioning",
@@ -522,7 +559,7 @@ fn teardown_stops_an_orphan_nobody_has_listed_yet() {
 
 #[test]
 fn gc_stops_an_orphaned_build_before_its_ttl() {
-    let (sandboxer, id, pgid) = orphan_a_long_build();
+    let (sandboxer, id, pgid, _guard) = orphan_a_long_build();
     let actions = sandboxer.run(&["gc", "--json"]).success().json();
     assert_eq!(actions[0]["action"], "stop-orphaned-build", "{actions}");
     assert_eq!(processes_in_group(pgid), Vec::<u32>::new());
@@ -603,6 +640,52 @@ fn teardown_and_gc_racing_end_with_one_teardown() {
 #[test]
 fn a_create_killed_at_any_moment_leaves_only_readable_records() {
     let sandboxer = setup();
+    // Killed mid-allocation, for certain: strace SIGKILLs the create as it publishes its staged
+    // directory (record and lock already inside) with the one renameat2 a create makes.
+    require_tool("strace");
+    let owned = quick_args("staged");
+    let status = sandboxer
+        .command_under(
+            &[
+                "strace",
+                "-qq",
+                "-o",
+                "/dev/null",
+                "-e",
+                "trace=renameat2",
+                "-e",
+                "inject=renameat2:signal=SIGKILL:when=1",
+            ],
+            &args(&owned),
+        )
+        .status()
+        .unwrap();
+    assert!(!status.success(), "strace killed the create: {status}");
+    let staged: Vec<String> = sandboxer
+        .sandbox_entries()
+        .into_iter()
+        .filter(|name| name.starts_with(".new-"))
+        .collect();
+    assert_eq!(staged.len(), 1, "one stale allocation: {staged:?}");
+    assert!(
+        sandboxer
+            .state_dir()
+            .join("sandboxes")
+            .join(&staged[0])
+            .join("record.json")
+            .is_file(),
+        "killed after staging its record"
+    );
+    let listed = sandboxer.run(&["list", "--json"]).success();
+    assert_eq!(listed.json(), serde_json::json!([]), "never published");
+    let dry = sandboxer
+        .run(&["gc", "--dry-run", "--json"])
+        .success()
+        .json();
+    assert_eq!(dry[0]["id"], staged[0].as_str(), "{dry}");
+    assert_eq!(dry[0]["action"], "remove-stale-allocation", "{dry}");
+
+    // Killed at moments spread over a whole create.
     for delay_ms in [0u64, 5, 15, 30, 60, 120, 250, 400] {
         let owned = quick_args(&format!("k{delay_ms}"));
         let mut child = sandboxer.spawn(&args(&owned));
@@ -623,11 +706,20 @@ fn a_create_killed_at_any_moment_leaves_only_readable_records() {
             assert_orphaned(record);
         }
     }
-    sandboxer.run(&["gc"]).success();
-    let staging: Vec<_> = std::fs::read_dir(sandboxer.state_dir().join("sandboxes"))
-        .unwrap()
-        .flatten()
-        .filter(|entry| entry.file_name().to_string_lossy().starts_with('.'))
+    let actions = sandboxer.run(&["gc", "--json"]).success().json();
+    assert!(
+        actions.as_array().unwrap().iter().any(|action| {
+            action["id"] == staged[0].as_str() && action["action"] == "remove-stale-allocation"
+        }),
+        "{actions}"
+    );
+    let staging: Vec<_> = sandboxer
+        .sandbox_entries()
+        .into_iter()
+        .filter(|name| name.starts_with('.'))
         .collect();
-    assert!(staging.is_empty(), "gc removes half-made allocations");
+    assert!(
+        staging.is_empty(),
+        "gc removes half-made allocations: {staging:?}"
+    );
 }
