@@ -234,11 +234,40 @@ mod tests {
         );
     }
 
+    /// Real Packer 1.6.6 output (see `tests/fixtures/packer-output/README.md`).
+    const CANCELLED: &str = include_str!("../../../../tests/fixtures/packer-output/cancelled.txt");
+    const FAILED: &str = include_str!("../../../../tests/fixtures/packer-output/failed.txt");
+
+    fn report_of(output: &str) -> Report {
+        let mut report = Report::default();
+        for line in output.lines() {
+            assert!(parse_line(line).is_some(), "not machine-readable: {line}");
+            report.observe(line);
+        }
+        report
+    }
+
     #[test]
     fn recognises_a_cancel() {
-        let mut report = Report::default();
-        report.observe(&format!("1,,ui,say,{CANCEL_LINE}"));
-        assert!(report.cancelled);
+        assert!(report_of(CANCELLED).cancelled);
+        assert!(!report_of(FAILED).cancelled, "a failure is not a cancel");
+    }
+
+    #[test]
+    fn explains_a_real_failure() {
+        let report = report_of(FAILED);
+        assert_eq!(report.error_count, Some(1));
+        let lines = report.failure_lines();
+        assert_eq!(
+            lines[0],
+            "null.fail: Script exited with non-zero exit status: 1.Allowed exit codes are: [0]"
+        );
+        assert!(
+            lines.contains(
+                &"==> null.fail: fixture: disk quota exceeded while writing the image".to_owned()
+            ),
+            "the script's own stderr explains it: {lines:#?}"
+        );
     }
 
     #[test]
