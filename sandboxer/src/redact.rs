@@ -19,6 +19,16 @@ impl Redactor {
     pub fn new(secrets: impl IntoIterator<Item = String>, escapes: &[Escape]) -> Self {
         let mut needles: Vec<String> = secrets
             .into_iter()
+            .flat_map(|secret| {
+                // A multi-line secret (a key, a certificate) reaches logs a line at a time, as
+                // the tools that print it print lines: each of its lines is a secret too.
+                let lines: Vec<String> = if secret.contains('\n') {
+                    secret.lines().map(str::to_owned).collect()
+                } else {
+                    Vec::new()
+                };
+                std::iter::once(secret).chain(lines)
+            })
             .filter(|secret| !secret.is_empty())
             .flat_map(|secret| {
                 let escaped: Vec<String> = escapes.iter().map(|escape| escape(&secret)).collect();
@@ -58,6 +68,31 @@ mod tests {
             "1,,ui,message,<redacted>"
         );
         assert!(matches!(redactor.redact("nothing here"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn multi_line_secrets_are_hidden_line_by_line() {
+        // Packer's escaping in full: `,` and line ends.
+        let escape: Escape = |text| {
+            packer_escape(text)
+                .replace('\n', "\\n")
+                .replace('\r', "\\r")
+        };
+        let redactor = Redactor::new(["first,line\r\n\nsecond line\n".to_owned()], &[escape]);
+        // Whole, as one escaped field of a machine-readable line ...
+        assert_eq!(
+            redactor.redact("1,,ui,error,open first%!(PACKER_COMMA)line\\r\\n\\nsecond line\\n"),
+            "1,,ui,error,open <redacted>"
+        );
+        // ... and line by line, as a script prints it.
+        assert_eq!(
+            redactor.redact("1,,ui,message,    null.x: token=first%!(PACKER_COMMA)line"),
+            "1,,ui,message,    null.x: token=<redacted>"
+        );
+        assert_eq!(
+            redactor.redact("1,,ui,message,    null.x: second line"),
+            "1,,ui,message,    null.x: <redacted>"
+        );
     }
 
     #[test]

@@ -454,10 +454,32 @@ impl Running {
             .expect("reading stdout");
         let status = self.child.wait().unwrap();
         Run {
-            args: self.args,
+            args: std::mem::take(&mut self.args),
             code: status.code(),
             stdout,
-            stderr: self.seen,
+            stderr: std::mem::take(&mut self.seen),
+        }
+    }
+}
+
+impl Drop for Running {
+    /// A test that fails while sandboxer still runs cancels it (Ctrl-C, then a second one),
+    /// so that the build it started does not outlive the test.
+    fn drop(&mut self) {
+        if !std::thread::panicking() || !matches!(self.child.try_wait(), Ok(None)) {
+            return;
+        }
+        for _ in 0..2 {
+            let _ = Command::new("kill")
+                .args(["-INT", &self.child.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if !matches!(self.child.try_wait(), Ok(None)) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
         }
     }
 }

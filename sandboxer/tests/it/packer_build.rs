@@ -14,7 +14,9 @@ use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::common::{Run, Running, Sandboxer, processes_mentioning, require_tool, signal};
+use crate::common::{
+    Run, Running, Sandboxer, processes_in_group, processes_mentioning, require_tool, signal,
+};
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
@@ -659,6 +661,126 @@ fn profile_sensitive_inputs_hide_a_variable_the_template_does_not_mark() {
     );
 }
 
+#[test]
+fn a_secret_in_a_failing_build_is_redacted_in_its_reason_error_and_json_error() {
+    let sandboxer = with_packer();
+    // The build fails with `open missing-<token>: no such file or directory`: the secret is in
+    // Packer's own error line, which becomes the state reason and the error message.
+    let template = template_input(&sandboxer, "fail-secret", "fail-secret.pkr.hcl");
+    let secret = "f4il-s3cr3t";
+    let token = format!("var.token={secret}");
+    let inputs = [template.as_str(), "vm_name=failing", &token];
+    let human = create(&sandboxer, &[], &inputs)
+        .code(1)
+        .error_contains("open missing-<redacted>: no such file or directory");
+    let json = create(&sandboxer, &["--json"], &inputs).code(1);
+    let error = assert_json_error(&json, "failed", 1);
+    assert!(
+        str_field(&error, "message").contains("open missing-<redacted>:"),
+        "{error:#}"
+    );
+    let ids = sandboxer.ids();
+    assert_eq!(ids.len(), 2);
+    for id in &ids {
+        let record = sandboxer.show(id);
+        assert_eq!(record["state"], "failed", "{record:#}");
+        assert!(
+            str_field(&record, "state_reason").contains("open missing-<redacted>:"),
+            "{record:#}"
+        );
+    }
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    assert_no_secret(&sandboxer, &[secret], &ids, &[&human, &json]);
+}
+
+#[test]
+fn a_secret_with_a_newline_and_a_comma_is_redacted_whole_and_line_by_line() {
+    let sandboxer = with_packer();
+    let template = template_input(&sandboxer, "sensitive", "sensitive.pkr.hcl");
+    // Packer escapes the comma in machine-readable output (`%!(PACKER_COMMA)`), and the build
+    // prints the value as the two lines it is, each in a line of its own.
+    let lines = ["first,line", "second line"];
+    let token = format!("var.token={}\n{}", lines[0], lines[1]);
+    let created = create(&sandboxer, &[], &[&template, "vm_name=multi", &token])
+        .success()
+        .stderr_contains("token=<redacted>\n")
+        .stderr_contains("null.sensitive: <redacted>\n");
+    let id = created.stdout.trim();
+    let escaped = "first%!(PACKER_COMMA)line";
+    assert_no_secret(
+        &sandboxer,
+        &[lines[0], escaped, lines[1]],
+        &[id],
+        &[&created],
+    );
+}
+
+#[test]
+fn a_short_secret_is_redacted_too() {
+    let sandboxer = with_packer();
+    let template = template_input(&sandboxer, "sensitive", "sensitive.pkr.hcl");
+    let secret = "@Q";
+    let token = format!("var.token={secret}");
+    let created = create(&sandboxer, &[], &[&template, "vm_name=short", &token])
+        .success()
+        .stderr_contains("token=<redacted>\n");
+    let id = created.stdout.trim();
+    assert_no_secret(&sandboxer, &[secret], &[id], &[&created]);
+}
+
+#[test]
+fn a_running_packer_gets_secrets_from_a_private_var_file_not_its_argv_or_environment() {
+    let sandboxer = with_packer();
+    let secret = "pr0c-s3cr3t";
+    let token = format!("var.token={secret}");
+    let (running, gate, id) = start_gated_build(&sandboxer, &[&token, "vm_name=proc"]);
+    let pgid = sandboxer.stored_record(&id)["owner"]["pgid"]
+        .as_u64()
+        .expect("the running build's group is recorded") as u32;
+
+    // Packer (the group's leader) is told where the values are ...
+    let var_file = sandboxer.sandbox_dir(&id).join("work/sensitive-vars.json");
+    let argv = std::fs::read(format!("/proc/{pgid}/cmdline")).unwrap();
+    let argv: Vec<String> = argv
+        .split(|byte| *byte == 0)
+        .map(|arg| String::from_utf8_lossy(arg).into_owned())
+        .collect();
+    assert!(
+        argv.contains(&format!("-var-file={}", var_file.display())),
+        "{argv:?}"
+    );
+    // ... and no process of the build, which any local user can inspect, holds them.
+    let group = processes_in_group(pgid);
+    assert!(group.len() > 1, "packer, its plugins and the provisioner");
+    for pid in group {
+        for file in ["cmdline", "environ"] {
+            let bytes = std::fs::read(format!("/proc/{pid}/{file}")).unwrap_or_default();
+            assert!(
+                !bytes
+                    .windows(secret.len())
+                    .any(|window| window == secret.as_bytes()),
+                "/proc/{pid}/{file} holds the secret: {}",
+                String::from_utf8_lossy(&bytes).replace('\0', " ")
+            );
+        }
+    }
+    // The var file is readable by this user alone, and gone with the run.
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(&var_file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    let vars: Value = serde_json::from_slice(&std::fs::read(&var_file).unwrap()).unwrap();
+    assert_eq!(vars, serde_json::json!({"token": secret}));
+
+    std::fs::write(&gate, "").unwrap();
+    let run = running.finish().success();
+    assert!(
+        !var_file.exists(),
+        "{} outlived the run",
+        var_file.display()
+    );
+    assert_no_secret(&sandboxer, &[secret], &[&id], &[&run]);
+}
+
 // ---------------------------------------------------------------------------------------------
 // 6. Undeclared variables
 // ---------------------------------------------------------------------------------------------
@@ -892,6 +1014,17 @@ fn start_gated_build(sandboxer: &Sandboxer, inputs: &[&str]) -> (Running, PathBu
 
 #[test]
 fn sigint_cancels_the_build_and_everything_it_started() {
+    cancel_a_gated_build("INT", 130, "interrupted", "SIGINT");
+}
+
+#[test]
+fn sigterm_cancels_the_build_and_everything_it_started() {
+    cancel_a_gated_build("TERM", 143, "terminated", "SIGTERM");
+}
+
+/// Cancels a gated build that echoed a secret with `sig`, and checks the exit code, the JSON
+/// error `kind`, the record, the redaction and that nothing of the build is left.
+fn cancel_a_gated_build(sig: &str, code: i32, kind: &str, name: &str) {
     let sandboxer = with_packer();
     let secret = "g4te-s3cr3t";
     let token = format!("var.token={secret}");
@@ -903,26 +1036,26 @@ fn sigint_cancels_the_build_and_everything_it_started() {
         "the running build's group is recorded: {record:#}"
     );
 
-    // The gate stays shut: only the interrupt can end this build.
-    signal(running.id(), "INT");
+    // The gate stays shut: only the signal can end this build.
+    signal(running.id(), sig);
     let run = running
         .finish()
-        .code(130)
+        .code(code)
         .stderr_contains("token=<redacted>");
-    assert_json_error(&run, "interrupted", 130);
+    assert_json_error(&run, kind, code);
     assert!(!run.stderr.contains("gate opened"), "{}", run.describe());
 
     let record = sandboxer.stored_record(&id);
     assert_eq!(record["state"], "cancelled", "{record:#}");
     assert!(
-        str_field(&record, "state_reason").contains("SIGINT"),
+        str_field(&record, "state_reason").contains(name),
         "{record:#}"
     );
     assert!(record["owner"].is_null(), "{record:#}");
     // Packer, its plugins and the provisioner's shell loop are all gone, and so are the
     // temporary scripts Packer wrote (with the token in them) into its TMPDIR.
     assert_no_leftovers(&sandboxer, &id);
-    assert_no_secret(&sandboxer, &[secret], &[], &[&run]);
+    assert_no_secret(&sandboxer, &[secret], &[&id], &[&run]);
     sandboxer.run(&["teardown", &id]).success();
 }
 
