@@ -59,15 +59,22 @@ impl HostSlots {
             return Ok(Slot::unlimited());
         };
         self.prepare()?;
-        if self.live_tickets_before(None)? == 0
+        let waiting = self.live_tickets_before(None)?;
+        if waiting == 0
             && let Some(slot) = self.try_slots(max)?
         {
             return Ok(slot);
         }
+        let why = if waiting == 0 {
+            format!("is full ({max} of {max} slots busy)")
+        } else {
+            // A slot may be free this instant, but it is theirs.
+            format!("has {waiting} waiting in line before you")
+        };
         Err(Error::new(
             ErrorKind::PlacementFull,
             format!(
-                "placement host `{}` is full ({max} of {max} slots busy); retry later, or leave out --no-wait to queue",
+                "placement host `{}` {why}; retry later, or leave out --no-wait to queue",
                 self.name
             ),
         )

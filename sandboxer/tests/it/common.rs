@@ -424,20 +424,58 @@ impl Running {
 
     /// Reads stderr until a line contains `needle`; fails if sandboxer ends first.
     pub fn wait_for_stderr(&mut self, needle: &str) {
+        self.wait_for_stderr_any(&[needle]);
+    }
+
+    /// Reads stderr until a line contains one of `needles` and returns that needle's index;
+    /// fails if sandboxer ends first.
+    pub fn wait_for_stderr_any(&mut self, needles: &[&str]) -> usize {
         loop {
             let mut line = String::new();
             if self.stderr.read_line(&mut line).expect("reading stderr") == 0 {
                 let _ = self.child.kill();
                 panic!(
-                    "sandboxer {:?} ended before printing {needle:?}:\n{}",
+                    "sandboxer {:?} ended before printing any of {needles:?}:\n{}",
                     self.args, self.seen
                 );
             }
             self.seen.push_str(&line);
-            if line.contains(needle) {
-                return;
+            if let Some(found) = needles.iter().position(|needle| line.contains(needle)) {
+                return found;
             }
         }
+    }
+
+    /// Stderr read so far.
+    pub fn stderr_so_far(&self) -> &str {
+        &self.seen
+    }
+
+    /// Waits for sandboxer to exit, at most `limit`: past it, cancels sandboxer (and so its
+    /// build) and fails the test.
+    pub fn finish_within(self, limit: Duration) -> Run {
+        let pid = self.id();
+        let args = self.args.clone();
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = sender.send(self.finish());
+        });
+        if let Ok(run) = receiver.recv_timeout(limit) {
+            return run;
+        }
+        // Ctrl-C, then a second one (which kills the build at once), then SIGKILL.
+        let _ = Command::new("kill")
+            .args(["-CONT", &pid.to_string()])
+            .status();
+        for sig in ["INT", "INT", "KILL"] {
+            let _ = Command::new("kill")
+                .args([&format!("-{sig}"), &pid.to_string()])
+                .status();
+            if receiver.recv_timeout(Duration::from_secs(5)).is_ok() {
+                break;
+            }
+        }
+        panic!("sandboxer {args:?} was still running after {limit:?}");
     }
 
     /// Waits for sandboxer to exit.
@@ -469,6 +507,10 @@ impl Drop for Running {
         if !std::thread::panicking() || !matches!(self.child.try_wait(), Ok(None)) {
             return;
         }
+        // A test may have stopped it (SIGSTOP) to hold it in place.
+        let _ = Command::new("kill")
+            .args(["-CONT", &self.child.id().to_string()])
+            .status();
         for _ in 0..2 {
             let _ = Command::new("kill")
                 .args(["-INT", &self.child.id().to_string()])

@@ -9,4 +9,5 @@ mod common;
 mod lifecycle;
 mod operator;
 mod packer_build;
+mod placement;
 mod scripts;
