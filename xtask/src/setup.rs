@@ -16,7 +16,14 @@ const DEMO_TOOLS: &[(&str, &str)] = &[
     ("qemu-img", "qemu-utils"),
     ("tar", "tar"),
 ];
-const TEST_TOOLS: &[(&str, &str)] = &[("make", "make"), ("shellcheck", "shellcheck")];
+/// What the tests run besides the demo's tools: `kill` signals builds, `strace` injects a
+/// SIGKILL at a chosen system call, `shellcheck` checks the shipped scripts.
+const TEST_TOOLS: &[(&str, &str)] = &[
+    ("make", "make"),
+    ("shellcheck", "shellcheck"),
+    ("kill", "procps"),
+    ("strace", "strace"),
+];
 /// GNU time reports a run's peak memory.
 const BENCH_TOOLS: &[(&str, &str)] = &[("time", "time")];
 

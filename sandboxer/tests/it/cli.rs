@@ -5,7 +5,8 @@
 //! the real home directory: `.toml` cases say `fs.sandbox = true`; a Markdown page is sandboxed
 //! when a `<page>.out/` directory exists (an empty one, kept by a `.keep` file, checks no files),
 //! and starts from a copy of `<page>.in/` when there is one.
-//! Regenerate with `TRYCMD=overwrite cargo test -p sandboxer --test cli`, then review every diff.
+//! Regenerate with `TRYCMD=overwrite cargo test -p sandboxer --test it transcripts`, then review
+//! every diff.
 
 /// Makes a case's environment independent of the developer's.
 ///
@@ -41,14 +42,27 @@ fn scratch_example() -> std::path::PathBuf {
     example
 }
 
+/// Adds the cases `pattern` matches, failing when it matches no file: trycmd runs nothing for
+/// such a pattern, so a moved directory or a typo would otherwise pass in silence. The pattern
+/// is read by `glob`, as trycmd reads it, relative to the same directory (`sandboxer/`).
+fn cases_matching<'a>(cases: &'a trycmd::TestCases, pattern: &str) -> &'a trycmd::TestCases {
+    let matched = glob::glob(pattern)
+        .unwrap_or_else(|err| panic!("bad pattern {pattern}: {err}"))
+        .filter_map(Result::ok)
+        .filter(|path| path.is_file())
+        .count();
+    assert!(matched > 0, "no transcript matches {pattern}");
+    cases.case(pattern)
+}
+
 #[test]
 fn transcripts() {
     let cases = trycmd::TestCases::new();
     hermetic(&cases)
         .register_bin("sandboxer-scratch", scratch_example())
-        .env("SANDBOXER_PROFILES", "")
-        .case("../tests/cmd/*.toml")
-        .case("../docs/*.md");
+        .env("SANDBOXER_PROFILES", "");
+    cases_matching(&cases, "../tests/cmd/*.toml");
+    cases_matching(&cases, "../docs/*.md");
     cases.run();
 }
 
@@ -65,9 +79,9 @@ fn transcripts_with_the_real_packer() {
         .env("XDG_STATE_HOME", "")
         .env("SANDBOXER_PROFILES", "")
         .env("COLUMNS", "100")
-        .env("CLICOLOR_FORCE", "")
-        .case("../tests/cmd/real-packer/*.toml")
-        .case("../docs/runbooks/*.md");
+        .env("CLICOLOR_FORCE", "");
+    cases_matching(&cases, "../tests/cmd/real-packer/*.toml");
+    cases_matching(&cases, "../docs/runbooks/*.md");
     cases.run();
 }
 
@@ -76,7 +90,7 @@ fn transcripts_with_the_real_packer() {
 #[test]
 fn transcripts_with_their_own_sandboxer_profiles() {
     let cases = trycmd::TestCases::new();
-    hermetic(&cases).case("../tests/cmd/env/*.toml");
+    cases_matching(hermetic(&cases), "../tests/cmd/env/*.toml");
     cases.run();
 }
 

@@ -17,6 +17,9 @@ pub fn require_tool(name: &str) {
     let package = match name {
         "packer" => " (Debian: apt-get install packer)",
         "qemu-img" => " (Debian: apt-get install qemu-utils)",
+        "kill" => " (Debian: apt-get install procps)",
+        "strace" => " (Debian: apt-get install strace)",
+        "shellcheck" => " (Debian: apt-get install shellcheck)",
         _ => "",
     };
     assert!(
@@ -316,10 +319,8 @@ pub fn finish_within(args: &[&str], child: Child, limit: Duration, group: u32) -
             Run::new(args, output.unwrap())
         }
         Err(_) => {
-            signal(pid, "KILL");
-            let _ = Command::new("kill")
-                .args(["-KILL", "--", &format!("-{group}")])
-                .status();
+            signal_if_there(&pid.to_string(), "KILL");
+            signal_if_there(&format!("-{group}"), "KILL");
             panic!("sandboxer {args:?} was still running after {limit:?}");
         }
     }
@@ -464,13 +465,9 @@ impl Running {
             return run;
         }
         // Ctrl-C, then a second one (which kills the build at once), then SIGKILL.
-        let _ = Command::new("kill")
-            .args(["-CONT", &pid.to_string()])
-            .status();
+        signal_if_there(&pid.to_string(), "CONT");
         for sig in ["INT", "INT", "KILL"] {
-            let _ = Command::new("kill")
-                .args([&format!("-{sig}"), &pid.to_string()])
-                .status();
+            signal_if_there(&pid.to_string(), sig);
             if receiver.recv_timeout(Duration::from_secs(5)).is_ok() {
                 break;
             }
@@ -508,13 +505,9 @@ impl Drop for Running {
             return;
         }
         // A test may have stopped it (SIGSTOP) to hold it in place.
-        let _ = Command::new("kill")
-            .args(["-CONT", &self.child.id().to_string()])
-            .status();
+        signal_if_there(&self.id().to_string(), "CONT");
         for _ in 0..2 {
-            let _ = Command::new("kill")
-                .args(["-INT", &self.child.id().to_string()])
-                .status();
+            signal_if_there(&self.id().to_string(), "INT");
             let deadline = Instant::now() + Duration::from_secs(5);
             while Instant::now() < deadline {
                 if !matches!(self.child.try_wait(), Ok(None)) {
@@ -598,9 +591,7 @@ pub struct KillGroupOnPanic(pub u32);
 impl Drop for KillGroupOnPanic {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            let _ = Command::new("kill")
-                .args(["-KILL", "--", &format!("-{}", self.0)])
-                .status();
+            signal_if_there(&format!("-{}", self.0), "KILL");
         }
     }
 }
@@ -613,4 +604,13 @@ pub fn signal(pid: u32, signal: &str) {
         .status()
         .unwrap();
     assert!(status.success(), "kill -{signal} {pid} failed");
+}
+
+/// Sends a signal to a process (`PID`) or a process group (`-PGID`), for cleaning up: one that
+/// has already gone is fine.
+fn signal_if_there(target: &str, signal: &str) {
+    let _ = Command::new("kill")
+        .args([&format!("-{signal}"), "--", target])
+        .stderr(Stdio::null())
+        .status();
 }
