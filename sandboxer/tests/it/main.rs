@@ -11,3 +11,4 @@ mod operator;
 mod packer_build;
 mod placement;
 mod scripts;
+mod tidy;
