@@ -145,8 +145,9 @@ pub fn smoke_test(sh: &Shell, binary: &Path) -> anyhow::Result<()> {
     let version = cmd!(sh, "{installed} --version").quiet().read()?;
     anyhow::ensure!(version.starts_with("sandboxer "), "{version}");
     let man = std::fs::read_to_string(layout.man_dir().join("sandboxer-create.1"))?;
+    // roff escapes each hyphen of an option: `\-\-profile`.
     anyhow::ensure!(
-        man.contains("--profile"),
+        man.contains("\\-\\-profile"),
         "sandboxer-create.1 lacks --profile"
     );
     uninstall(&layout)?;
