@@ -244,7 +244,15 @@ fn placement_limit_queues_or_refuses_and_passes_the_host_to_the_template() {
         "a refused create records nothing"
     );
 
-    let queued = sandboxer.spawn(&["create", "--profile", "sleep", "--json"]);
+    // Only the first build needs to take its time.
+    let queued = sandboxer.spawn(&[
+        "create",
+        "--profile",
+        "sleep",
+        "--json",
+        "-i",
+        "var.seconds=0",
+    ]);
     let first = Run::from_child(&["create"], first).success();
     assert!(
         first.stderr.contains("placement_host=hv1"),
@@ -602,21 +610,28 @@ fn thirty_two_concurrent_creates_get_distinct_ids_and_records() {
 
 #[test]
 fn teardown_and_gc_racing_end_with_one_teardown() {
-    let sandboxer = setup();
-    for round in 0..4 {
-        let owned = quick_args(&format!("race{round}"));
-        let mut create = args(&owned);
-        create.extend(["--ttl", "1s"]);
-        let id = sandboxer.run(&create).success().json()["id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        std::thread::sleep(Duration::from_millis(1050));
-        let teardown = sandboxer.spawn(&["teardown", &id]);
+    // Each round races in a state dir of its own (so its gc sees only its sandbox), and one
+    // wait lets every round's TTL pass.
+    let rounds: Vec<(Sandboxer, String)> = (0..4)
+        .map(|round| {
+            let sandboxer = setup();
+            let owned = quick_args(&format!("race{round}"));
+            let mut create = args(&owned);
+            create.extend(["--ttl", "1s"]);
+            let id = sandboxer.run(&create).success().json()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            (sandboxer, id)
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1050));
+    for (sandboxer, id) in &rounds {
+        let teardown = sandboxer.spawn(&["teardown", id]);
         let gc = sandboxer.spawn(&["gc", "--json"]);
         let teardown = Run::from_child(&["teardown"], teardown).success();
         let gc = Run::from_child(&["gc"], gc).success();
-        let state = sandboxer.show(&id)["state"].clone();
+        let state = sandboxer.show(id)["state"].clone();
         let gc_expired = gc
             .json()
             .as_array()
