@@ -124,6 +124,44 @@ pub fn did_you_mean<'a>(
         .map(|(_, candidate)| candidate)
 }
 
+/// How many names an error lists in full before it lists only the closest.
+const LISTED_IN_FULL: usize = 5;
+
+/// How many of the closest names an error lists when there are too many to list them all.
+const CLOSEST: usize = 3;
+
+/// The names to show beside an unknown `given` one, for an error that stays readable however
+/// many there are: all of them when there are few (`"declared: a, b, c"`), else the three
+/// closest and a count of the rest, with `where_listed` saying where to see them all
+/// (`"closest declared: a, b, c; 136 more (`packer inspect T` lists them all)"`).
+pub fn some_candidates<'a>(
+    given: &str,
+    label: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+    where_listed: &str,
+) -> String {
+    let mut names: Vec<&str> = candidates.into_iter().collect();
+    names.sort_unstable();
+    names.dedup();
+    if names.is_empty() {
+        return format!("{label}: none");
+    }
+    if names.len() <= LISTED_IN_FULL {
+        return format!("{label}: {}", names.join(", "));
+    }
+    let mut ranked: Vec<(f64, &str)> = names
+        .iter()
+        .map(|name| (strsim::jaro_winkler(given, name), *name))
+        .collect();
+    ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(b.1)));
+    let closest: Vec<&str> = ranked.iter().take(CLOSEST).map(|(_, name)| *name).collect();
+    format!(
+        "closest {label}: {}; {} more ({where_listed} lists them all)",
+        closest.join(", "),
+        names.len() - closest.len()
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,5 +177,26 @@ mod tests {
     fn suggestions_only_for_near_misses() {
         assert_eq!(did_you_mean("ttll", ["id", "ttl", "inputs"]), Some("ttl"));
         assert_eq!(did_you_mean("zzz", ["id", "ttl", "inputs"]), None);
+    }
+
+    #[test]
+    fn few_candidates_are_listed_many_are_summarised() {
+        assert_eq!(
+            some_candidates("x", "declared", ["b", "a", "c"], "`p`"),
+            "declared: a, b, c"
+        );
+        let many: Vec<String> = (0..139).map(|i| format!("var_{i:03}")).collect();
+        let names = many
+            .iter()
+            .map(String::as_str)
+            .chain(["disk_size", "disk_type", "dsk"]);
+        assert_eq!(
+            some_candidates("disk_sise", "declared", names, "`packer inspect t`"),
+            "closest declared: disk_size, disk_type, dsk; 139 more (`packer inspect t` lists them all)"
+        );
+        assert_eq!(
+            some_candidates("x", "declared", [], "`p`"),
+            "declared: none"
+        );
     }
 }

@@ -10,7 +10,7 @@ use crate::cancel::Cancel;
 use crate::duration::Ttl;
 use crate::error::{Error, ErrorKind, kind_of, usage};
 use crate::ext::{self, Environment, Extension, OnFailure, Prepared, ProvisionContext};
-use crate::inputs::{self, Inputs, Layer, Origin};
+use crate::inputs::{self, Inputs, Layer};
 use crate::placement::HostSlots;
 use crate::process;
 use crate::profile::{Catalog, Profile, SearchPath};
@@ -30,8 +30,8 @@ pub struct Config {
 #[derive(Debug, Clone, Default)]
 pub struct CreateRequest {
     pub profile: String,
-    /// `--input key=value`, in order; later ones win.
-    pub inputs: Vec<(String, String)>,
+    /// `--input key=value` (or `key+=value` for a list input), in order.
+    pub inputs: Vec<inputs::Assignment>,
     pub ttl: Option<Ttl>,
     /// Overrides the profile's `on_failure`.
     pub on_failure: Option<OnFailure>,
@@ -65,7 +65,7 @@ pub fn plan(config: &Config, request: &CreateRequest) -> anyhow::Result<Plan> {
         request
             .inputs
             .iter()
-            .map(|(name, value)| (name.clone(), value.clone(), Origin::CommandLine))
+            .map(inputs::Assignment::to_setting)
             .collect(),
     );
     let mut inputs = inputs::resolve(
@@ -136,6 +136,7 @@ pub fn create(
         },
         owner: Some(owner()),
         artifacts: Vec::new(),
+        builds: Vec::new(),
         log: None,
     })?;
     let id = record.id.clone();
@@ -201,6 +202,7 @@ pub fn create(
             let record = registry.update(&id, |record| {
                 record.state = State::Ready;
                 record.artifacts = provisioned.artifacts;
+                record.builds = provisioned.builds;
                 record.owner = None;
             })?;
             if let Some(err) = recorder_error {

@@ -13,7 +13,7 @@ use toml::Spanned;
 use crate::duration::Ttl;
 use crate::error::{did_you_mean, not_found, usage};
 use crate::ext::{self, OnFailure};
-use crate::inputs::{Layer, Origin};
+use crate::inputs::{Kind, Layer, Origin, Setting, Value};
 
 /// Where a profile was read from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,21 +78,22 @@ impl Profile {
             .0
             .iter()
             .rev()
-            .find(|(name, _, _)| name == crate::inputs::MODE)
-            .map(|(_, value, _)| value.as_str())
+            .find(|setting| setting.name == crate::inputs::MODE)
+            .map(|setting| setting.value.as_str())
             .or_else(|| ext::find(&self.extension)?.input_schema().default_mode())
     }
 
     /// Every input the profile's extension takes in the profile's mode that has a value, as the
     /// profile writes it (`{name}` references are expanded at create time), sensitive values
-    /// redacted, each with where its value comes from.
+    /// redacted, each with where its value comes from (a list: where its first element is).
     pub fn input_rows(&self) -> Vec<InputRow> {
         let Some(extension) = ext::find(&self.extension) else {
             return Vec::new();
         };
+        let schema = extension.input_schema();
         let mode = self.mode();
         let mut rows: BTreeMap<String, InputRow> = BTreeMap::new();
-        for spec in extension.input_schema().specs {
+        for spec in schema.specs {
             if let Some(default) = spec.default
                 && spec.applies_to(mode)
             {
@@ -100,13 +101,19 @@ impl Profile {
                     spec.name.to_owned(),
                     InputRow {
                         name: spec.name.to_owned(),
-                        value: default.to_owned(),
+                        value: Value::Single(default.to_owned()),
                         from: "extension default".to_owned(),
                     },
                 );
             }
         }
-        for (name, value, origin) in &self.inputs.0 {
+        for Setting {
+            name,
+            value,
+            origin,
+            ..
+        } in &self.inputs.0
+        {
             let from = match origin {
                 Origin::Profile(location) => location.clone(),
                 Origin::Default => "extension default".to_owned(),
@@ -117,14 +124,28 @@ impl Profile {
             } else {
                 value.clone()
             };
-            rows.insert(
-                name.clone(),
-                InputRow {
-                    name: name.clone(),
-                    value,
-                    from,
-                },
-            );
+            match schema.kind(name) {
+                Kind::Single => {
+                    rows.insert(
+                        name.clone(),
+                        InputRow {
+                            name: name.clone(),
+                            value: Value::Single(value),
+                            from,
+                        },
+                    );
+                }
+                Kind::List => {
+                    let row = rows.entry(name.clone()).or_insert_with(|| InputRow {
+                        name: name.clone(),
+                        value: Value::List(Vec::new()),
+                        from,
+                    });
+                    if let Value::List(items) = &mut row.value {
+                        items.push(value);
+                    }
+                }
+            }
         }
         rows.into_values().collect()
     }
@@ -134,7 +155,8 @@ impl Profile {
 #[derive(Debug, Clone, Serialize)]
 pub struct InputRow {
     pub name: String,
-    pub value: String,
+    /// A string, or an array for a list input.
+    pub value: Value,
     /// `file:line:column` in the profile, or "extension default".
     pub from: String,
 }
@@ -201,34 +223,78 @@ const PROFILE_KEYS: [&str; 9] = [
     "sensitive_inputs",
 ];
 
-/// An input value in TOML: a string, or a number or boolean taken as its text.
-struct InputValue(String);
+/// A scalar in TOML: a string, or a number or boolean taken as its text.
+struct Scalar(String);
+
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(ScalarVisitor)
+    }
+}
+
+struct ScalarVisitor;
+
+impl Visitor<'_> for ScalarVisitor {
+    type Value = Scalar;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string, number or boolean")
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Scalar, E> {
+        Ok(Scalar(v.to_owned()))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Scalar, E> {
+        Ok(Scalar(v.to_string()))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Scalar, E> {
+        Ok(Scalar(v.to_string()))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Scalar, E> {
+        Ok(Scalar(v.to_string()))
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Scalar, E> {
+        Ok(Scalar(v.to_string()))
+    }
+}
+
+/// An input value in TOML: a scalar, or (for a list input) an array of scalars, each element
+/// with its own location.
+enum InputValue {
+    Scalar(String),
+    Array(Vec<Spanned<Scalar>>),
+}
 
 impl<'de> Deserialize<'de> for InputValue {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct ScalarVisitor;
-        impl Visitor<'_> for ScalarVisitor {
+        struct InputVisitor;
+        impl<'de> Visitor<'de> for InputVisitor {
             type Value = InputValue;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string, number or boolean")
+                f.write_str("a string, number or boolean, or an array of them")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<InputValue, E> {
-                Ok(InputValue(v.to_owned()))
+                ScalarVisitor.visit_str(v).map(|s| InputValue::Scalar(s.0))
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<InputValue, E> {
-                Ok(InputValue(v.to_string()))
+                ScalarVisitor.visit_i64(v).map(|s| InputValue::Scalar(s.0))
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<InputValue, E> {
-                Ok(InputValue(v.to_string()))
+                ScalarVisitor.visit_u64(v).map(|s| InputValue::Scalar(s.0))
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<InputValue, E> {
-                Ok(InputValue(v.to_string()))
+                ScalarVisitor.visit_f64(v).map(|s| InputValue::Scalar(s.0))
             }
             fn visit_bool<E: de::Error>(self, v: bool) -> Result<InputValue, E> {
-                Ok(InputValue(v.to_string()))
+                ScalarVisitor.visit_bool(v).map(|s| InputValue::Scalar(s.0))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<InputValue, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element::<Spanned<Scalar>>()? {
+                    items.push(item);
+                }
+                Ok(InputValue::Array(items))
             }
         }
-        deserializer.deserialize_any(ScalarVisitor)
+        deserializer.deserialize_any(InputVisitor)
     }
 }
 
@@ -310,15 +376,35 @@ pub fn parse(text: &str, display_path: &str, source: Source) -> anyhow::Result<P
         )));
     };
 
+    let schema = extension.input_schema();
     let mut inputs = Layer::default();
     for (name, value) in file.inputs {
-        let origin = Origin::Profile(at(value.span()));
-        inputs.0.push((name, value.into_inner().0, origin));
+        let span = value.span();
+        match value.into_inner() {
+            InputValue::Scalar(text) => {
+                inputs
+                    .0
+                    .push(Setting::new(name, text, Origin::Profile(at(span))));
+            }
+            InputValue::Array(items) => {
+                if schema.accepts(&name) && schema.kind(&name) != Kind::List {
+                    return Err(usage(format!(
+                        "{}: input `{name}` takes one value, not an array",
+                        at(span)
+                    )));
+                }
+                for item in items {
+                    let origin = Origin::Profile(at(item.span()));
+                    inputs
+                        .0
+                        .push(Setting::new(name.clone(), item.into_inner().0, origin));
+                }
+            }
+        }
     }
     // Reject unknown inputs now, so `profiles list` and `profiles show` catch them too.
-    crate::inputs::check(extension_id, extension.input_schema(), &inputs)?;
+    crate::inputs::check(extension_id, schema, &inputs)?;
 
-    let schema = extension.input_schema();
     let mut sensitive_inputs = Vec::new();
     for name in file.sensitive_inputs {
         let accepted = schema.spec(name.get_ref()).is_some()
@@ -353,7 +439,7 @@ pub fn parse(text: &str, display_path: &str, source: Source) -> anyhow::Result<P
 /// Adds a "did you mean" to serde's unknown-field messages.
 fn explain_toml_error(message: &str) -> String {
     let message = message.trim_end();
-    if message.contains("expected a string, number or boolean") {
+    if message.contains("expected a string, number or boolean, or an array") {
         return format!(
             "{message}; top-level keys must come before the first [table], and dotted input names must be quoted (\"var.disk_size\" = \"1G\")"
         );
@@ -488,10 +574,13 @@ impl Catalog {
             .and_then(|near| self.entries.keys().find(|id| short(id) == near))
             .map(|near| format!("; did you mean `{near}`?"))
             .unwrap_or_default();
-        Err(not_found(format!(
-            "no profile `{name}`{hint} (known: {}; see `sandboxer profiles list`)",
-            self.entries.keys().cloned().collect::<Vec<_>>().join(", ")
-        )))
+        let known = crate::error::some_candidates(
+            name,
+            "known",
+            self.entries.keys().map(String::as_str),
+            "`sandboxer profiles list`",
+        );
+        Err(not_found(format!("no profile `{name}`{hint} ({known})")))
     }
 }
 
@@ -551,8 +640,10 @@ vm_name = "t"
         assert_eq!(profile.id, "profile.t");
         assert_eq!(profile.placement.host, "local");
         assert_eq!(profile.ttl.to_string(), "2h");
-        let (_, _, origin) = &profile.inputs.0[0];
-        assert_eq!(origin, &Origin::Profile("p.toml:8:8".into()));
+        assert_eq!(
+            profile.inputs.0[0].origin,
+            Origin::Profile("p.toml:8:8".into())
+        );
     }
 
     #[test]

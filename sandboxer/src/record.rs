@@ -7,6 +7,8 @@ use camino::Utf8PathBuf;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
+use crate::inputs::Value;
+
 /// Bumped when the record's shape changes in a way old readers would misread.
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -82,6 +84,27 @@ pub struct Artifact {
     pub path: Utf8PathBuf,
     pub bytes: u64,
     pub sha256: String,
+    /// The build that produced it (Packer's `TYPE.NAME`, or `BUILD.TYPE.NAME` for a named
+    /// build block), when the tool said so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<String>,
+}
+
+/// One build the provision's tool ran (for Packer, one per source), in the order it reported
+/// them; its artifacts name it in their `build` field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuildRun {
+    /// Packer's name for it: `TYPE.NAME`, or `BUILD.TYPE.NAME` for a named build block.
+    pub name: String,
+    pub outcome: BuildOutcome,
+}
+
+/// How one build ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BuildOutcome {
+    Succeeded,
+    Failed,
 }
 
 /// Everything known about one sandbox.
@@ -99,11 +122,14 @@ pub struct Record {
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     pub expires_at: Timestamp,
-    /// Inputs as resolved, sensitive values redacted.
-    pub inputs: BTreeMap<String, String>,
+    /// Inputs as resolved, sensitive values redacted; a list input is an array.
+    pub inputs: BTreeMap<String, Value>,
     pub placement: Placement,
     pub owner: Option<Owner>,
     pub artifacts: Vec<Artifact>,
+    /// The builds a successful provision ran (empty until then, and for modes that run none).
+    #[serde(default)]
+    pub builds: Vec<BuildRun>,
     /// The provision log (Packer's machine-readable output, redacted).
     pub log: Option<Utf8PathBuf>,
 }

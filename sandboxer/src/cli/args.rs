@@ -6,7 +6,7 @@ use clap_complete::engine::ArgValueCompleter;
 
 use crate::duration::{self, Ttl};
 use crate::ext::OnFailure;
-use crate::inputs::parse_assignment;
+use crate::inputs::{Assignment, parse_assignment};
 
 use super::complete;
 
@@ -47,6 +47,10 @@ pub(super) struct GlobalArgs {
     /// $XDG_CONFIG_HOME/sandboxer/profiles and the built-in profiles
     #[arg(long = "profiles-dir", global = true, value_name = "DIR")]
     pub profiles_dirs: Vec<Utf8PathBuf>,
+
+    /// Say more about what is decided along the way (e.g. which checks an extension skipped)
+    #[arg(long, short, global = true)]
+    pub verbose: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -94,9 +98,10 @@ pub(super) struct CreateArgs {
     /// Profile id (e.g. profile.vm-packer-build; the `profile.` prefix may be left out)
     #[arg(long, value_name = "NAME", add = ArgValueCompleter::new(complete::profiles))]
     pub profile: String,
-    /// Set an input, overriding the profile's default (repeatable)
+    /// Set an input, overriding the profile's (repeatable); a list input collects every
+    /// KEY=VALUE given, replacing the profile's list, and KEY+=VALUE adds to the profile's list
     #[arg(long = "input", short = 'i', value_name = "KEY=VALUE", value_parser = parse_assignment)]
-    pub inputs: Vec<(String, String)>,
+    pub inputs: Vec<Assignment>,
     /// Time to live, overriding the profile's (e.g. 45m, 12h, 2d)
     #[arg(long, value_name = "DURATION")]
     pub ttl: Option<Ttl>,

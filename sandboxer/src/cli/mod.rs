@@ -191,6 +191,7 @@ fn config(global: &GlobalArgs, search: SearchPath) -> anyhow::Result<Config> {
             cache_dir: registry.cache_dir(),
             packer: env_path("SANDBOXER_PACKER")?,
             cancel_timeout: std::time::Duration::from_secs(30),
+            verbose: global.verbose,
         },
         registry,
         search,

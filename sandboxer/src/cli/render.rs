@@ -65,10 +65,7 @@ fn table<const N: usize>(
 pub(super) fn describe_ready(record: &Record) -> String {
     let mut text = format!("sandbox {} is {}", record.id, record.state);
     for artifact in &record.artifacts {
-        text.push_str(&format!(
-            "\n  artifact {} ({} bytes, sha256 {})",
-            artifact.path, artifact.bytes, artifact.sha256
-        ));
+        text.push_str(&format!("\n  artifact {}", describe_artifact(artifact)));
     }
     text
 }
@@ -79,6 +76,19 @@ pub(super) fn describe_end(record: &Record) -> String {
         Some(reason) => format!("sandbox {} is {}: {reason}", record.id, record.state),
         None => describe_ready(record),
     }
+}
+
+/// "PATH (N bytes, sha256 X)", and the build that made it when there were several.
+fn describe_artifact(artifact: &crate::record::Artifact) -> String {
+    let build = artifact
+        .build
+        .as_ref()
+        .map(|build| format!(", from {build}"))
+        .unwrap_or_default();
+    format!(
+        "{} ({} bytes, sha256 {}{build})",
+        artifact.path, artifact.bytes, artifact.sha256
+    )
 }
 
 fn time_left(record: &Record, now: Timestamp) -> String {
@@ -165,13 +175,20 @@ pub(super) fn show(record: &Record) -> anyhow::Result<()> {
     for (name, value) in &record.inputs {
         text.push_str(&format!("  {name} = {value}\n"));
     }
+    if !record.builds.is_empty() {
+        text.push_str("builds:\n");
+        for build in &record.builds {
+            let outcome = match build.outcome {
+                crate::record::BuildOutcome::Succeeded => "succeeded",
+                crate::record::BuildOutcome::Failed => "failed",
+            };
+            text.push_str(&format!("  {} ({outcome})\n", build.name));
+        }
+    }
     if !record.artifacts.is_empty() {
         text.push_str("artifacts:\n");
         for artifact in &record.artifacts {
-            text.push_str(&format!(
-                "  {} ({} bytes, sha256 {})\n",
-                artifact.path, artifact.bytes, artifact.sha256
-            ));
+            text.push_str(&format!("  {}\n", describe_artifact(artifact)));
         }
     }
     let mut out = stdout();
@@ -300,11 +317,11 @@ pub(super) fn profile_show(
     text.push_str("inputs:\n");
     let width = inputs
         .iter()
-        .map(|input| input.name.len() + input.value.len() + 5)
+        .map(|input| input.name.len() + input.value.quoted().chars().count() + 3)
         .max()
         .unwrap_or(0);
     for input in &inputs {
-        let assignment = format!("{} = {:?}", input.name, input.value);
+        let assignment = format!("{} = {}", input.name, input.value.quoted());
         text.push_str(&format!("  {assignment:<width$}  # {}\n", input.from));
     }
     if !profile.sensitive_inputs.is_empty() {

@@ -7,7 +7,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use crate::cancel::Cancel;
 use crate::inputs::{InputSchema, Inputs};
 use crate::progress::Sink;
-use crate::record::Artifact;
+use crate::record::{Artifact, BuildRun};
 use crate::registry::SandboxDirs;
 
 /// Facts about the machine sandboxer runs on and how it was invoked, gathered once by the
@@ -22,6 +22,8 @@ pub struct Environment {
     pub packer: Option<Utf8PathBuf>,
     /// How long a cancelled tool may take to clean up before it is killed.
     pub cancel_timeout: std::time::Duration,
+    /// `-v`: extensions report details (decisions they made, checks they skipped) as progress.
+    pub verbose: bool,
 }
 
 /// What a provision gets to work with.
@@ -82,6 +84,8 @@ impl std::str::FromStr for OnFailure {
 #[non_exhaustive]
 pub struct Provisioned {
     pub artifacts: Vec<Artifact>,
+    /// The builds the tool ran, when it runs several (one per Packer source).
+    pub builds: Vec<BuildRun>,
 }
 
 impl Provisioned {
@@ -194,5 +198,6 @@ pub fn describe_artifact(path: &Utf8Path) -> anyhow::Result<Artifact> {
         path: path.to_owned(),
         bytes,
         sha256: format!("{:x}", hasher.finalize()),
+        build: None,
     })
 }

@@ -1,15 +1,17 @@
-//! Build mode: a Packer build from a template, its variables bound to inputs, run in its own
-//! process group, its artifacts hashed.
+//! Build mode: a Packer build from a template, its variables bound to inputs and var files,
+//! its builds selected, run in its own process group, its artifacts hashed and attributed.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fs::OpenOptions;
-use std::io::LineWriter;
+use std::io::{LineWriter, Write as _};
 use std::os::unix::fs::OpenOptionsExt as _;
 
 use anyhow::Context as _;
 use camino::{Utf8Path, Utf8PathBuf};
 
+use super::selection::{self, Selection};
 use super::template::{self, Template};
+use super::var_files::{self, VarFile};
 use super::{VAR_PREFIX, is_ova, machine_readable, remove_dir_if_present, required, runner};
 use crate::error::{Error, ErrorKind, usage};
 use crate::ext::{
@@ -19,20 +21,135 @@ use crate::inputs::Inputs;
 use crate::progress::Event;
 use crate::redact::Redactor;
 
-/// Checks build-mode inputs and prepares the build: reads the template, binds its variables,
-/// finds Packer.
+/// Checks build-mode inputs and prepares the build: reads the template and every var file,
+/// binds the variables, checks the build selection, finds Packer.
 pub(super) fn prepare(inputs: &mut Inputs, env: &Environment) -> anyhow::Result<Box<dyn Prepared>> {
     let template_value = required(inputs, "packer_template")?.to_owned();
     let template = template::locate(&template_value, &env.cwd, &env.cache_dir)?;
-    let bindings = bind_variables(&template, inputs, &template_value)?;
+    let var_files = read_var_files(&template, inputs, env)?;
+    let mut warnings = Vec::new();
+    let mut notes = Vec::new();
+    check_var_files(
+        &template,
+        &template_value,
+        &var_files,
+        inputs.get("strict_vars") == Some("true"),
+        &mut warnings,
+    )?;
+    let bindings = bind_variables(&template, inputs, &template_value, &var_files)?;
+    notes.extend(overridden_values(&bindings, &var_files));
+    let selection = selection::select(&template, &template_value, inputs, &mut notes)?;
     let packer =
         runner::find_packer(env.packer.as_deref()).map_err(|err| usage(format!("{err:#}")))?;
     Ok(Box::new(Build {
         template,
         packer,
         bindings,
+        var_files,
+        selection,
+        warnings,
+        notes,
         inputs: inputs.clone(),
     }))
+}
+
+/// A var file in the order Packer reads it, and whether sandboxer passes it.
+#[derive(Debug, Clone)]
+struct LoadedVarFile {
+    file: VarFile,
+    /// The template's own `*.auto.pkrvars.*`, which Packer loads by itself; otherwise one of
+    /// `var_files`, passed as `-var-file=`.
+    auto: bool,
+}
+
+/// Reads the template's auto var files, then each of `var_files` (resolved as
+/// `packer_template` is), in the order Packer reads them.
+fn read_var_files(
+    template: &Template,
+    inputs: &Inputs,
+    env: &Environment,
+) -> anyhow::Result<Vec<LoadedVarFile>> {
+    let mut loaded = Vec::new();
+    for path in &template.auto_var_files {
+        let shown = path
+            .strip_prefix(&env.cwd)
+            .map_or_else(|_| path.to_string(), ToString::to_string);
+        loaded.push(LoadedVarFile {
+            file: var_files::read(path, &shown)?,
+            auto: true,
+        });
+    }
+    for (value, origin) in inputs.list("var_files") {
+        let at = origin.describe();
+        let path = template::resolve_path(value, &env.cwd, &env.cache_dir)?;
+        let meta = std::fs::metadata(&path).map_err(|err| {
+            usage(format!(
+                "{at}: var file {value:?}: {}",
+                template::unreadable(value, &path, &err)
+            ))
+        })?;
+        if !meta.is_file() {
+            return Err(usage(format!(
+                "{at}: var file {value:?}: {path} is not a file"
+            )));
+        }
+        let path = path
+            .canonicalize_utf8()
+            .with_context(|| format!("resolving {path}"))?;
+        if template.format == template::Format::LegacyJson
+            && var_files::Syntax::of(&path) != Some(var_files::Syntax::Json)
+        {
+            return Err(usage(format!(
+                "{at}: var file {value:?}: a legacy JSON template takes JSON var files only (*.json)"
+            )));
+        }
+        loaded.push(LoadedVarFile {
+            file: var_files::read(&path, value)?,
+            auto: false,
+        });
+    }
+    Ok(loaded)
+}
+
+/// Checks what the var files set, as Packer would and a little more: a variable the template
+/// does not declare is a warning naming the file and line (an error under `strict_vars`);
+/// a variable sandboxer sets itself may not come from `var_files`.
+fn check_var_files(
+    template: &Template,
+    template_value: &str,
+    var_files: &[LoadedVarFile],
+    strict: bool,
+    warnings: &mut Vec<String>,
+) -> anyhow::Result<()> {
+    for LoadedVarFile { file, auto } in var_files {
+        for assignment in &file.assignments {
+            let auto = *auto;
+            let variable = assignment.variable.as_str();
+            let location = &assignment.location;
+            if owned_source(variable).is_some() && !auto {
+                return Err(usage(format!("{location}: {}", owned_refusal(variable))));
+            }
+            let Some(declared) = &template.variables else {
+                continue;
+            };
+            if declared.contains_key(variable) {
+                continue;
+            }
+            let hint = crate::error::did_you_mean(variable, declared.keys().map(String::as_str))
+                .map(|near| format!("; did you mean `{near}`?"))
+                .unwrap_or_default();
+            let problem = format!(
+                "{location}: undefined variable `{variable}`: set here, but template {template_value} declares no such variable{hint}"
+            );
+            if strict {
+                return Err(usage(format!("{problem} (strict_vars = true)")));
+            }
+            warnings.push(format!(
+                "{problem} (Packer ignores it; `strict_vars = true` makes this an error)"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Where the value of a template variable comes from.
@@ -44,10 +161,15 @@ enum Source {
     OutputDirectory,
     /// The placement host the sandbox was placed on.
     PlacementHost,
+    /// The last var file (in Packer's order) that sets it, when no input does: Packer reads it
+    /// there itself. Indexes into the build's var files and that file's assignments.
+    VarFile { file: usize, assignment: usize },
 }
 
 /// Template variables sandboxer sets itself when the template declares them, and from what.
-/// A `var.NAME` input for one of these is refused: the owned source decides.
+/// A `var.NAME` input or a `var_files` entry for one of these is refused: the owned source
+/// decides (a template's own auto var file may set one; sandboxer's `-var` beats it, as it
+/// beats the declaration's default).
 fn owned_source(variable: &str) -> Option<Source> {
     match variable {
         "vm_name" | "project" => Some(Source::Input(variable.to_owned())),
@@ -67,22 +189,30 @@ struct Binding {
     sensitive: bool,
 }
 
-/// Binds template variables to their sources: the owned variables the template declares, then
-/// every `var.NAME` input. Marks an input sensitive when the variable it feeds is.
+/// Why a value for a variable sandboxer owns is refused.
+fn owned_refusal(variable: &str) -> String {
+    if matches!(variable, "output_directory" | "placement_host") {
+        format!("`{variable}` is set by sandboxer itself (sandboxer owns it)")
+    } else {
+        format!("`{variable}` is set by sandboxer itself; use the `{variable}` input instead")
+    }
+}
+
+/// Binds template variables to their sources, in Packer's order of precedence: the owned
+/// variables the template declares and every `var.NAME` input (passed as `-var`, which beats
+/// var files), then what the var files set that no input does (the last file wins). Marks an
+/// input sensitive when the variable it feeds is.
 fn bind_variables(
     template: &Template,
     inputs: &mut Inputs,
     template_value: &str,
+    var_files: &[LoadedVarFile],
 ) -> anyhow::Result<Vec<Binding>> {
     for (name, _) in inputs.with_prefix(VAR_PREFIX) {
         if owned_source(name).is_some() {
             return Err(usage(format!(
-                "input `{VAR_PREFIX}{name}` is set by sandboxer itself; use the `{name}` input instead{}",
-                if matches!(name, "output_directory" | "placement_host") {
-                    " (sandboxer owns it)"
-                } else {
-                    ""
-                }
+                "input `{VAR_PREFIX}{name}`: {}",
+                owned_refusal(name)
             )));
         }
     }
@@ -94,17 +224,18 @@ fn bind_variables(
                 .map(|(name, _)| name)
                 .find(|name| !declared.contains_key(*name));
             if let Some(name) = unknown {
-                let names: Vec<&str> = declared.keys().map(String::as_str).collect();
-                let hint = crate::error::did_you_mean(name, names.iter().copied())
+                let names = declared.keys().map(String::as_str);
+                let hint = crate::error::did_you_mean(name, names.clone())
                     .map(|near| format!("; did you mean `{VAR_PREFIX}{near}`?"))
                     .unwrap_or_default();
+                let listed = crate::error::some_candidates(
+                    name,
+                    "declared",
+                    names,
+                    &format!("`packer inspect {}`", template.path),
+                );
                 return Err(usage(format!(
-                    "input `{VAR_PREFIX}{name}`: template {template_value} declares no variable `{name}`{hint} (declared: {})",
-                    if names.is_empty() {
-                        "none".to_owned()
-                    } else {
-                        names.join(", ")
-                    }
+                    "input `{VAR_PREFIX}{name}`: template {template_value} declares no variable `{name}`{hint} ({listed})"
                 )));
             }
             for variable in declared.keys() {
@@ -147,7 +278,9 @@ fn bind_variables(
                 }
                 inputs.is_sensitive(input)
             }
-            Source::OutputDirectory | Source::PlacementHost => declared_sensitive,
+            Source::OutputDirectory | Source::PlacementHost | Source::VarFile { .. } => {
+                declared_sensitive
+            }
         };
         bindings.push(Binding {
             variable,
@@ -155,15 +288,79 @@ fn bind_variables(
             sensitive,
         });
     }
+
+    for (file_index, loaded) in var_files.iter().enumerate() {
+        for (assignment_index, assignment) in loaded.file.assignments.iter().enumerate() {
+            let source = Source::VarFile {
+                file: file_index,
+                assignment: assignment_index,
+            };
+            let variable = &assignment.variable;
+            match bindings
+                .iter_mut()
+                .find(|binding| &binding.variable == variable)
+            {
+                // An input or sandboxer itself decides: `-var` beats every var file.
+                Some(binding) if !matches!(binding.source, Source::VarFile { .. }) => {}
+                Some(binding) => binding.source = source,
+                None => {
+                    let declared_sensitive = template
+                        .variables
+                        .as_ref()
+                        .and_then(|vars| vars.get(variable))
+                        .is_some_and(|var| var.sensitive);
+                    // The profile may mark `var.NAME` sensitive for a variable a var file sets.
+                    let sensitive = declared_sensitive
+                        || inputs.is_sensitive(&format!("{VAR_PREFIX}{variable}"));
+                    bindings.push(Binding {
+                        variable: variable.clone(),
+                        source,
+                        sensitive,
+                    });
+                }
+            }
+        }
+    }
     Ok(bindings)
 }
 
-/// A checked build: the template read once, Packer found once, every variable bound.
+/// Notes on the var-file values that Packer will not use because `-var` beats them.
+fn overridden_values(bindings: &[Binding], var_files: &[LoadedVarFile]) -> Vec<String> {
+    let mut notes = Vec::new();
+    for loaded in var_files {
+        for assignment in &loaded.file.assignments {
+            let winner = bindings
+                .iter()
+                .find(|binding| binding.variable == assignment.variable)
+                .map(|binding| &binding.source);
+            let by = match winner {
+                Some(Source::Input(input)) => format!("input `{input}`"),
+                Some(Source::OutputDirectory | Source::PlacementHost) => "sandboxer".to_owned(),
+                Some(Source::VarFile { .. }) | None => continue,
+            };
+            notes.push(format!(
+                "{}: `{}` is overridden by {by} (-var beats var files)",
+                assignment.location, assignment.variable
+            ));
+        }
+    }
+    notes
+}
+
+/// A checked build: the template and var files read once, Packer found once, every variable
+/// bound, the builds to run checked.
 #[derive(Debug)]
 struct Build {
     template: Template,
     packer: Utf8PathBuf,
     bindings: Vec<Binding>,
+    /// In Packer's order: the template's own auto var files, then `var_files`.
+    var_files: Vec<LoadedVarFile>,
+    selection: Selection,
+    /// Shown whatever the verbosity, and written to the log.
+    warnings: Vec<String>,
+    /// Shown at `-v`: checks passed over and decisions made.
+    notes: Vec<String>,
     inputs: Inputs,
 }
 
@@ -209,15 +406,8 @@ impl Build {
         for dir in [&dirs.work, &dirs.output] {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {dir}"))?;
         }
-        let secrets = self.bindings.iter().filter(|binding| binding.sensitive);
         let redactor = Redactor::new(
-            self.inputs
-                .secret_values()
-                .into_iter()
-                .chain(secrets.filter_map(|binding| {
-                    self.value(binding, &dirs.output, placement_host)
-                        .map(str::to_owned)
-                })),
+            self.secrets(&dirs.output, placement_host),
             &[machine_readable::encode],
         );
         let log_file = OpenOptions::new()
@@ -232,6 +422,21 @@ impl Build {
             progress.emit(&Event::Phase {
                 message: format!("could not read the template's variables ({reason}); passing all of them and letting Packer judge"),
             });
+        }
+        for warning in &self.warnings {
+            // In the log too: `-q` hides progress, and the log is the build's own account.
+            let warning = redactor.redact(warning);
+            writeln!(log, "# sandboxer: warning: {warning}")?;
+            progress.emit(&Event::Phase {
+                message: format!("warning: {warning}"),
+            });
+        }
+        if env.verbose {
+            for note in &self.notes {
+                progress.emit(&Event::Phase {
+                    message: redactor.redact(note).into_owned(),
+                });
+            }
         }
 
         // Set when the template pins plugins that this Packer cannot install.
@@ -304,18 +509,51 @@ impl Build {
             &template.workdir,
             &dirs.output,
         )?
-        .iter()
-        .map(|path| describe_artifact(path))
+        .into_iter()
+        .map(|(path, build)| {
+            let mut artifact = describe_artifact(&path)?;
+            artifact.build = build;
+            Ok(artifact)
+        })
         .collect::<anyhow::Result<Vec<_>>>()?;
+        let builds = outcome.report.builds.clone();
+        if builds.is_empty() && !self.selection.is_empty() {
+            progress.emit(&Event::Phase {
+                message: format!(
+                    "warning: packer ran no build: {} left none of the template's builds",
+                    self.selection.args().join(" ")
+                ),
+            });
+        }
         if !artifacts.iter().any(|artifact| is_ova(&artifact.path)) {
             progress.emit(&Event::Phase {
                 message: "the build succeeded but produced no *.ova file".to_owned(),
             });
         }
-        Ok(Provisioned { artifacts })
+        Ok(Provisioned { artifacts, builds })
     }
 
-    /// The value a binding passes; `None` for an input that has none.
+    /// Every value that must never be written down: sensitive inputs, and every value (the
+    /// winning one and any a later source overrides) of a variable whose binding is sensitive.
+    fn secrets(&self, output_dir: &Utf8Path, placement_host: &str) -> Vec<String> {
+        let mut secrets = self.inputs.secret_values();
+        for binding in self.bindings.iter().filter(|binding| binding.sensitive) {
+            if let Some(value) = self.value(binding, output_dir, placement_host) {
+                secrets.push(value.to_owned());
+            }
+            for loaded in &self.var_files {
+                for assignment in &loaded.file.assignments {
+                    if assignment.variable == binding.variable {
+                        secrets.extend(assignment.leaves.iter().cloned());
+                    }
+                }
+            }
+        }
+        secrets
+    }
+
+    /// The value a binding passes as `-var`; `None` for an input that has none, and for a var
+    /// file's value, which Packer reads from the file.
     fn value<'a>(
         &'a self,
         binding: &Binding,
@@ -326,6 +564,7 @@ impl Build {
             Source::Input(input) => self.inputs.get(input),
             Source::OutputDirectory => Some(output_dir.as_str()),
             Source::PlacementHost => Some(placement_host),
+            Source::VarFile { .. } => None,
         }
     }
 
@@ -351,7 +590,14 @@ impl Build {
             }
             .to_owned(),
         ];
+        args.extend(self.selection.args());
+        // In the order given, after the template's own auto var files (which Packer loads
+        // itself), so a later file wins, as with `packer build -var-file=... -var-file=...`.
+        for loaded in self.var_files.iter().filter(|loaded| !loaded.auto) {
+            args.push(format!("-var-file={}", loaded.file.path));
+        }
         let mut secrets = BTreeMap::new();
+        let mut vars = Vec::new();
         for binding in &self.bindings {
             let Some(value) = self.value(binding, output_dir, placement_host) else {
                 continue;
@@ -359,13 +605,15 @@ impl Build {
             if binding.sensitive {
                 secrets.insert(binding.variable.clone(), value.to_owned());
             } else {
-                args.push("-var".to_owned());
-                args.push(format!("{}={value}", binding.variable));
+                vars.push("-var".to_owned());
+                vars.push(format!("{}={value}", binding.variable));
             }
         }
+        // Last of the var files: these are inputs, and inputs beat var files.
         if !secrets.is_empty() {
             args.push(format!("-var-file={var_file}"));
         }
+        args.extend(vars);
         args.push(self.template.path.to_string());
         (args, secrets)
     }
@@ -418,31 +666,34 @@ fn packer_failed(what: &str, outcome: &runner::Outcome, log: &Utf8Path) -> anyho
     Error::new(ErrorKind::Failed, message).into()
 }
 
-/// Artifact files Packer reported (relative ones resolved from its working directory) plus any
-/// `*.ova` in the output directory; only files that exist (`artifice` lists missing files
-/// without failing), each once.
+/// Artifact files Packer reported (relative ones resolved from its working directory), each
+/// with the build that reported it, plus any other `*.ova` in the output directory; only files
+/// that exist (`artifice` lists missing files without failing), each once.
 fn collect_artifacts(
-    reported: &BTreeSet<Utf8PathBuf>,
+    reported: &BTreeMap<Utf8PathBuf, String>,
     workdir: &Utf8Path,
     output_dir: &Utf8Path,
-) -> anyhow::Result<Vec<Utf8PathBuf>> {
-    let mut found = BTreeSet::new();
-    let mut candidates: Vec<Utf8PathBuf> = reported.iter().map(|path| workdir.join(path)).collect();
+) -> anyhow::Result<Vec<(Utf8PathBuf, Option<String>)>> {
+    let mut found: BTreeMap<Utf8PathBuf, Option<String>> = BTreeMap::new();
+    let mut candidates: Vec<(Utf8PathBuf, Option<String>)> = reported
+        .iter()
+        .map(|(path, build)| (workdir.join(path), Some(build.clone())))
+        .collect();
     if let Ok(entries) = output_dir.read_dir_utf8() {
         for entry in entries {
             let path = entry
                 .with_context(|| format!("reading {output_dir}"))?
                 .into_path();
             if is_ova(&path) {
-                candidates.push(path);
+                candidates.push((path, None));
             }
         }
     }
-    for candidate in candidates {
+    for (candidate, build) in candidates {
         if candidate.is_file()
             && let Ok(real) = candidate.canonicalize_utf8()
         {
-            found.insert(real);
+            found.entry(real).or_insert(build);
         }
     }
     Ok(found.into_iter().collect())
@@ -452,7 +703,7 @@ fn collect_artifacts(
 mod tests {
     use super::super::{ID, SCHEMA, check_name};
     use super::*;
-    use crate::inputs::{self, Layer, Origin};
+    use crate::inputs::{self, Layer, Origin, Setting, Value};
 
     fn template(variables: &[(&str, bool)]) -> Template {
         Template {
@@ -474,6 +725,29 @@ mod tests {
             ),
             unread_reason: None,
             requires_plugins: false,
+            builds: template::Builds::Unknown("not read in these tests".into()),
+            auto_var_files: Vec::new(),
+        }
+    }
+
+    fn layer(pairs: &[(&str, &str)], origin: Origin) -> Layer {
+        Layer(
+            pairs
+                .iter()
+                .map(|(k, v)| Setting::new(*k, *v, origin.clone()))
+                .collect(),
+        )
+    }
+
+    /// A var file as read from `text`, named `name` (`.hcl` or `.json`); `auto` for one of the
+    /// template's own.
+    fn var_file(name: &str, text: &str, auto: bool) -> LoadedVarFile {
+        let dir = tempfile::tempdir().unwrap();
+        let path = Utf8Path::from_path(dir.path()).unwrap().join(name);
+        std::fs::write(&path, text).unwrap();
+        LoadedVarFile {
+            file: var_files::read(&path, name).unwrap(),
+            auto,
         }
     }
 
@@ -484,14 +758,16 @@ mod tests {
         command_line: &[(&str, &str)],
         sensitive: &[&str],
     ) -> (Build, Vec<String>, BTreeMap<String, String>) {
-        let layer = |pairs: &[(&str, &str)], origin: Origin| {
-            Layer(
-                pairs
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string(), origin.clone()))
-                    .collect(),
-            )
-        };
+        prepared_with(template, profile, command_line, sensitive, Vec::new())
+    }
+
+    fn prepared_with(
+        template: Template,
+        profile: &[(&str, &str)],
+        command_line: &[(&str, &str)],
+        sensitive: &[&str],
+        var_files: Vec<LoadedVarFile>,
+    ) -> (Build, Vec<String>, BTreeMap<String, String>) {
         let mut inputs = inputs::resolve(
             ID,
             &SCHEMA,
@@ -500,11 +776,17 @@ mod tests {
             &sensitive.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
         )
         .unwrap();
-        let bindings = bind_variables(&template, &mut inputs, "t.pkr.hcl").unwrap();
+        let bindings = bind_variables(&template, &mut inputs, "t.pkr.hcl", &var_files).unwrap();
+        let mut notes = Vec::new();
+        let selection = selection::select(&template, "t", &inputs, &mut notes).unwrap();
         let build = Build {
             template,
             packer: "/usr/bin/packer".into(),
+            notes: overridden_values(&bindings, &var_files),
             bindings,
+            var_files,
+            selection,
+            warnings: Vec::new(),
             inputs,
         };
         let (args, secrets) = build.build_args(
@@ -570,8 +852,9 @@ mod tests {
             "{args:?}"
         );
         let recorded = build.inputs.redacted();
-        assert_eq!(recorded["project"], inputs::REDACTED);
-        assert_eq!(recorded["vm_name"], inputs::REDACTED);
+        let redacted = Value::Single(inputs::REDACTED.to_owned());
+        assert_eq!(recorded["project"], redacted);
+        assert_eq!(recorded["vm_name"], redacted);
         assert!(
             build
                 .inputs
@@ -588,14 +871,14 @@ mod tests {
                 &SCHEMA,
                 &Layer::default(),
                 &Layer(vec![
-                    ("packer_template".into(), "t".into(), Origin::CommandLine),
-                    ("vm_name".into(), "vm".into(), Origin::CommandLine),
-                    (format!("var.{owned}"), "x".into(), Origin::CommandLine),
+                    Setting::new("packer_template", "t", Origin::CommandLine),
+                    Setting::new("vm_name", "vm", Origin::CommandLine),
+                    Setting::new(format!("var.{owned}"), "x", Origin::CommandLine),
                 ]),
                 &[],
             )
             .unwrap();
-            let err = bind_variables(&template(&[(owned, false)]), &mut inputs, "t")
+            let err = bind_variables(&template(&[(owned, false)]), &mut inputs, "t", &[])
                 .unwrap_err()
                 .to_string();
             assert!(err.contains("is set by sandboxer itself"), "{owned}: {err}");
@@ -621,6 +904,194 @@ mod tests {
             &"a".repeat(65),
         ] {
             assert!(check_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn var_files_follow_packers_precedence_and_inputs_beat_them() {
+        let files = vec![
+            var_file(
+                "a.auto.pkrvars.hcl",
+                "os = \"auto\"\nvm_name = \"from-auto\"\n",
+                true,
+            ),
+            var_file("one.pkrvars.hcl", "os = \"one\"\nsize = \"1G\"\n", false),
+            var_file(
+                "two.pkrvars.json",
+                "{\"os\": \"two\", \"disk\": \"d\"}",
+                false,
+            ),
+        ];
+        let (build, args, secrets) = prepared_with(
+            template(&[
+                ("vm_name", false),
+                ("os", false),
+                ("size", false),
+                ("disk", false),
+            ]),
+            &[("packer_template", "t.pkr.hcl"), ("vm_name", "vm")],
+            &[("var.size", "2G"), ("only", "null.a")],
+            &[],
+            files,
+        );
+        let source_of = |variable: &str| {
+            build
+                .bindings
+                .iter()
+                .find(|binding| binding.variable == variable)
+                .map(|binding| binding.source.clone())
+        };
+        assert_eq!(
+            source_of("os"),
+            Some(Source::VarFile {
+                file: 2,
+                assignment: 0
+            })
+        );
+        assert_eq!(
+            source_of("disk"),
+            Some(Source::VarFile {
+                file: 2,
+                assignment: 1
+            })
+        );
+        assert_eq!(source_of("size"), Some(Source::Input("var.size".into())));
+        assert_eq!(source_of("vm_name"), Some(Source::Input("vm_name".into())));
+        assert!(secrets.is_empty());
+        let var_file_args: Vec<&str> = args
+            .iter()
+            .filter(|arg| arg.starts_with("-var-file="))
+            .map(|arg| arg.rsplit('/').next().unwrap())
+            .collect();
+        assert_eq!(
+            var_file_args,
+            ["one.pkrvars.hcl", "two.pkrvars.json"],
+            "listed files in order, the template's own left to Packer: {args:?}"
+        );
+        assert!(args.contains(&"size=2G".to_owned()), "{args:?}");
+        assert!(!args.iter().any(|arg| arg.starts_with("os=")), "{args:?}");
+        assert!(args.contains(&"-only=null.a".to_owned()), "{args:?}");
+        assert_eq!(args.last().unwrap(), "/t/t.pkr.hcl");
+        let notes = build.notes.join("\n");
+        assert!(
+            notes.contains("a.auto.pkrvars.hcl:2:1: `vm_name` is overridden by input `vm_name`")
+                && notes.contains("one.pkrvars.hcl:2:1: `size` is overridden by input `var.size`"),
+            "{notes}"
+        );
+    }
+
+    #[test]
+    fn sensitive_values_from_var_files_are_secrets_and_stay_out_of_argv() {
+        let files = vec![
+            var_file(
+                "one.pkrvars.hcl",
+                "token = \"first-s3cret\"\nuser = \"bob\"\n",
+                false,
+            ),
+            var_file(
+                "two.pkrvars.hcl",
+                "token = \"second-s3cret\"\nlist = [\"l1\", 7]\n",
+                false,
+            ),
+        ];
+        let (build, args, secrets) = prepared_with(
+            template(&[
+                ("vm_name", false),
+                ("token", true),
+                ("user", false),
+                ("list", false),
+            ]),
+            &[("packer_template", "t.pkr.hcl"), ("vm_name", "vm")],
+            &[],
+            &["var.list"],
+            files,
+        );
+        assert!(
+            secrets.is_empty(),
+            "var-file values are never copied: {secrets:?}"
+        );
+        let joined = args.join(" ");
+        assert!(
+            !joined.contains("s3cret") && !joined.contains("l1"),
+            "{joined}"
+        );
+        let hidden = build.secrets(Utf8Path::new("/out"), "local");
+        for secret in ["first-s3cret", "second-s3cret", "l1", "7"] {
+            assert!(hidden.contains(&secret.to_owned()), "{secret}: {hidden:?}");
+        }
+        assert!(!hidden.contains(&"bob".to_owned()), "{hidden:?}");
+    }
+
+    #[test]
+    fn a_private_var_file_comes_after_the_listed_ones() {
+        let files = vec![var_file(
+            "one.pkrvars.hcl",
+            "token = \"from-file\"\n",
+            false,
+        )];
+        let (_, args, secrets) = prepared_with(
+            template(&[("vm_name", false), ("token", true)]),
+            &[("packer_template", "t.pkr.hcl"), ("vm_name", "vm")],
+            &[("var.token", "from-input")],
+            &[],
+            files,
+        );
+        assert_eq!(secrets["token"], "from-input");
+        let var_files: Vec<&String> = args
+            .iter()
+            .filter(|arg| arg.starts_with("-var-file="))
+            .collect();
+        assert_eq!(var_files.len(), 2, "{args:?}");
+        assert_eq!(var_files[1], "-var-file=/work/vars.json", "{args:?}");
+    }
+
+    #[test]
+    fn var_files_are_checked_against_the_template() {
+        let template = template(&[("vm_name", false), ("os", false)]);
+        let undeclared = vec![var_file(
+            "x.pkrvars.hcl",
+            "os = \"a\"\n\noss = \"b\"\n",
+            false,
+        )];
+        let mut warnings = Vec::new();
+        check_var_files(&template, "t", &undeclared, false, &mut warnings).unwrap();
+        assert_eq!(
+            warnings,
+            [
+                "x.pkrvars.hcl:3:1: undefined variable `oss`: set here, but template t declares no such variable; did you mean `os`? (Packer ignores it; `strict_vars = true` makes this an error)"
+            ]
+        );
+        let err = check_var_files(&template, "t", &undeclared, true, &mut Vec::new())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.ends_with("did you mean `os`? (strict_vars = true)"),
+            "{err}"
+        );
+
+        for owned in ["vm_name", "output_directory", "placement_host", "project"] {
+            let listed = vec![var_file(
+                "x.pkrvars.hcl",
+                &format!("{owned} = \"x\"\n"),
+                false,
+            )];
+            let err = check_var_files(&template, "t", &listed, false, &mut Vec::new())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with(&format!(
+                    "x.pkrvars.hcl:1:1: `{owned}` is set by sandboxer itself"
+                )),
+                "{err}"
+            );
+            // The template's own var file may: sandboxer's -var beats it, like a default.
+            let auto = vec![var_file(
+                "x.auto.pkrvars.hcl",
+                &format!("{owned} = \"x\"\n"),
+                true,
+            )];
+            let declares_it = super::tests::template(&[(owned, false)]);
+            check_var_files(&declares_it, "t", &auto, true, &mut Vec::new()).unwrap();
         }
     }
 }

@@ -5,11 +5,12 @@
 //! Backslashes are not escaped, so decoding is slightly ambiguous; we accept that, as Packer's
 //! own consumers do.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 
 use camino::Utf8PathBuf;
 
 use crate::progress::Level;
+use crate::record::{BuildOutcome, BuildRun};
 
 /// One decoded line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,11 +65,19 @@ const MAX_ERRORS: usize = 20;
 /// How many `ui,error` lines a failure message quotes after the build errors.
 const WHY_LINES: usize = 5;
 
+/// How many builds a report tracks: far more than any template has sources, bounded for a
+/// stream that names a new target on every line.
+const MAX_BUILDS: usize = 1000;
+
 /// What the stream said about the build, kept in bounded memory whatever its length.
 #[derive(Debug, Default)]
 pub struct Report {
-    /// Files of all artifacts, de-duplicated (post-processor chains list some twice).
-    pub artifact_files: BTreeSet<Utf8PathBuf>,
+    /// Files of all artifacts, de-duplicated (post-processor chains list some twice), each
+    /// with the build that reported it first.
+    pub artifact_files: BTreeMap<Utf8PathBuf, String>,
+    /// The builds that ran, in the order Packer first named them: a build that reported an
+    /// artifact count succeeded, one that reported an error failed.
+    pub builds: Vec<BuildRun>,
     /// Per-build `error` lines: `(build, message)`.
     pub build_errors: VecDeque<(String, String)>,
     /// The most recent `ui,error` lines.
@@ -112,17 +121,27 @@ impl Report {
                 }
                 Some(Notice::Output(level, text.clone()))
             }
+            ("artifact-count", _) if !line.target.is_empty() => {
+                self.build_ran(&line.target, BuildOutcome::Succeeded);
+                None
+            }
             ("artifact", [_index, field, _file_index, path, ..]) if field == "file" => {
                 let path = Utf8PathBuf::from(path);
+                if self.artifact_files.contains_key(&path) {
+                    return None;
+                }
                 self.artifact_files
-                    .insert(path.clone())
-                    .then_some(Notice::Artifact(path))
+                    .insert(path.clone(), line.target.clone());
+                Some(Notice::Artifact(path))
             }
             ("error-count", [count, ..]) => {
                 self.error_count = count.parse().ok();
                 None
             }
             ("error", [message, ..]) => {
+                if !line.target.is_empty() {
+                    self.build_ran(&line.target, BuildOutcome::Failed);
+                }
                 push_bounded(
                     &mut self.build_errors,
                     (line.target.clone(), message.clone()),
@@ -130,6 +149,20 @@ impl Report {
                 None
             }
             _ => None,
+        }
+    }
+
+    /// Notes that build `name` ran and how it ended; a failure is never overturned.
+    fn build_ran(&mut self, name: &str, outcome: BuildOutcome) {
+        if let Some(build) = self.builds.iter_mut().find(|build| build.name == name) {
+            if outcome == BuildOutcome::Failed {
+                build.outcome = outcome;
+            }
+        } else if self.builds.len() < MAX_BUILDS {
+            self.builds.push(BuildRun {
+                name: name.to_owned(),
+                outcome,
+            });
         }
     }
 
@@ -211,6 +244,56 @@ mod tests {
             .collect();
         assert_eq!(notices, [Notice::Artifact("/out/demo.ova".into())]);
         assert_eq!(report.artifact_files.len(), 1);
+    }
+
+    /// Packer 1.6.6's stream for a two-source build where `null.beta` failed (abridged).
+    #[test]
+    fn builds_and_the_artifacts_each_produced() {
+        let mut report = Report::default();
+        for line in [
+            "1,,ui,say,==> null.alpha: Running local shell script: /tmp/packer-shell1",
+            "1,,ui,error,Build 'null.beta' errored after 8 milliseconds: Script exited with non-zero exit status: 3",
+            "1,,error-count,1",
+            "1,null.beta,error,Script exited with non-zero exit status: 3",
+            "1,null.alpha,artifact-count,2",
+            "1,null.alpha,artifact,0,builder-id,fnoeding.null",
+            "1,null.alpha,artifact,0,files-count,0",
+            "1,null.alpha,artifact,1,file,0,out/alpha.ova",
+            "1,deb.null.gamma,artifact-count,1",
+            "1,deb.null.gamma,artifact,0,file,0,out/gamma.ova",
+            "1,deb.null.gamma,artifact,0,file,1,out/alpha.ova",
+        ] {
+            report.observe(line);
+        }
+        let builds: Vec<(&str, BuildOutcome)> = report
+            .builds
+            .iter()
+            .map(|build| (build.name.as_str(), build.outcome))
+            .collect();
+        assert_eq!(
+            builds,
+            [
+                ("null.beta", BuildOutcome::Failed),
+                ("null.alpha", BuildOutcome::Succeeded),
+                ("deb.null.gamma", BuildOutcome::Succeeded),
+            ]
+        );
+        assert_eq!(
+            report.artifact_files,
+            BTreeMap::from([
+                ("out/alpha.ova".into(), "null.alpha".to_owned()),
+                ("out/gamma.ova".into(), "deb.null.gamma".to_owned()),
+            ])
+        );
+    }
+
+    #[test]
+    fn build_memory_is_bounded() {
+        let mut report = Report::default();
+        for i in 0..(MAX_BUILDS + 10) {
+            report.observe(&format!("1,null.b{i},artifact-count,0"));
+        }
+        assert_eq!(report.builds.len(), MAX_BUILDS);
     }
 
     #[test]

@@ -4,14 +4,16 @@
 mod build;
 pub mod machine_readable;
 pub mod runner;
+mod selection;
 pub mod template;
+pub mod var_files;
 
 use anyhow::Context as _;
 use camino::Utf8Path;
 
 use super::{Environment, Extension, Prepared, TeardownContext};
 use crate::error::usage;
-use crate::inputs::{InputSchema, InputSpec, Inputs};
+use crate::inputs::{InputSchema, InputSpec, Inputs, Kind};
 
 /// The `ext.vm-packer` extension.
 #[derive(Debug)]
@@ -22,7 +24,7 @@ pub const ID: &str = "ext.vm-packer";
 /// Free-form inputs `var.NAME=value` become `-var NAME=value`.
 pub(super) const VAR_PREFIX: &str = "var.";
 
-static SPECS: [InputSpec; 4] = [
+static SPECS: [InputSpec; 8] = [
     InputSpec {
         default: Some("build"),
         allowed: &["build", "attach"],
@@ -54,13 +56,45 @@ static SPECS: [InputSpec; 4] = [
             "the project a build machine is for; passed as -var project=... when the template declares it",
         )
     },
+    InputSpec {
+        kind: Kind::List,
+        modes: &["build"],
+        ..InputSpec::new(
+            "var_files",
+            "var files (*.pkrvars.hcl, *.pkrvars.json) passed as -var-file=..., in order, after the template's own *.auto.pkrvars.*; relative to the current directory",
+        )
+    },
+    InputSpec {
+        kind: Kind::List,
+        modes: &["build"],
+        ..InputSpec::new(
+            "only",
+            "builds to run (TYPE.NAME, BUILD.TYPE.NAME, or a glob), passed as -only=...",
+        )
+    },
+    InputSpec {
+        kind: Kind::List,
+        modes: &["build"],
+        ..InputSpec::new(
+            "except",
+            "builds to skip (TYPE.NAME, BUILD.TYPE.NAME, or a glob), passed as -except=...",
+        )
+    },
+    InputSpec {
+        modes: &["build"],
+        allowed: &["true", "false"],
+        ..InputSpec::new(
+            "strict_vars",
+            "true: a var file setting a variable the template does not declare is an error, not a warning",
+        )
+    },
 ];
 
 pub(super) static SCHEMA: InputSchema = InputSchema {
     specs: &SPECS,
     free_form: Some((
         VAR_PREFIX,
-        "passed to Packer as -var NAME=value (only variables the template declares)",
+        "passed to Packer as -var NAME=value (only variables the template declares); beats var files",
     )),
 };
 
