@@ -140,6 +140,18 @@ pub fn some_candidates<'a>(
     candidates: impl IntoIterator<Item = &'a str>,
     where_listed: &str,
 ) -> String {
+    some_candidates_by(given, label, candidates, |name| name, where_listed)
+}
+
+/// [`some_candidates`], comparing `given` with `key(candidate)` (a profile id without its
+/// `profile.` prefix, which every id shares).
+pub fn some_candidates_by<'a>(
+    given: &str,
+    label: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+    key: impl Fn(&'a str) -> &'a str,
+    where_listed: &str,
+) -> String {
     let mut names: Vec<&str> = candidates.into_iter().collect();
     names.sort_unstable();
     names.dedup();
@@ -151,7 +163,7 @@ pub fn some_candidates<'a>(
     }
     let mut ranked: Vec<(f64, &str)> = names
         .iter()
-        .map(|name| (strsim::jaro_winkler(given, name), *name))
+        .map(|name| (strsim::jaro_winkler(given, key(name)), *name))
         .collect();
     ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(b.1)));
     let closest: Vec<&str> = ranked.iter().take(CLOSEST).map(|(_, name)| *name).collect();

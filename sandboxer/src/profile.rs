@@ -402,6 +402,16 @@ pub fn parse(text: &str, display_path: &str, source: Source) -> anyhow::Result<P
             }
         }
     }
+    // A top-level key written after `[inputs]` lands in it: say so rather than "unknown input".
+    if let Some(misplaced) = inputs.0.iter().find(|setting| {
+        PROFILE_KEYS.contains(&setting.name.as_str()) && !schema.accepts(&setting.name)
+    }) {
+        return Err(usage(format!(
+            "{}: `{}` is a top-level key, but it is written after `[inputs]`: top-level keys must come before the first [table]",
+            misplaced.origin.describe(),
+            misplaced.name
+        )));
+    }
     // Reject unknown inputs now, so `profiles list` and `profiles show` catch them too.
     crate::inputs::check(extension_id, schema, &inputs)?;
 
@@ -574,10 +584,11 @@ impl Catalog {
             .and_then(|near| self.entries.keys().find(|id| short(id) == near))
             .map(|near| format!("; did you mean `{near}`?"))
             .unwrap_or_default();
-        let known = crate::error::some_candidates(
-            name,
+        let known = crate::error::some_candidates_by(
+            &wanted,
             "known",
             self.entries.keys().map(String::as_str),
+            |id| id.strip_prefix("profile.").unwrap_or(id),
             "`sandboxer profiles list`",
         );
         Err(not_found(format!("no profile `{name}`{hint} ({known})")))
@@ -686,6 +697,63 @@ vm_name = "t"
         assert!(
             err.starts_with("p.toml:9:10: unknown input `vm_nam`; did you mean `vm_name`?"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn list_inputs_take_arrays_with_a_location_per_element() {
+        let profile = parse_text(&format!(
+            "{GOOD}var_files = [\"a.pkrvars.hcl\",\n  \"b.pkrvars.json\"]\nonly = \"null.a\"\n"
+        ))
+        .unwrap();
+        let var_files: Vec<(&str, &Origin)> = profile
+            .inputs
+            .0
+            .iter()
+            .filter(|setting| setting.name == "var_files")
+            .map(|setting| (setting.value.as_str(), &setting.origin))
+            .collect();
+        assert_eq!(
+            var_files,
+            [
+                ("a.pkrvars.hcl", &Origin::Profile("p.toml:10:14".into())),
+                ("b.pkrvars.json", &Origin::Profile("p.toml:11:3".into())),
+            ]
+        );
+        let rows = profile.input_rows();
+        let row = |name: &str| rows.iter().find(|row| row.name == name).unwrap();
+        assert_eq!(
+            row("var_files").value,
+            Value::List(vec!["a.pkrvars.hcl".into(), "b.pkrvars.json".into()])
+        );
+        assert_eq!(row("var_files").from, "p.toml:10:14");
+        // A single value for a list input is a one-element list.
+        assert_eq!(row("only").value, Value::List(vec!["null.a".into()]));
+
+        let err = parse_text(&GOOD.replace("vm_name = \"t\"", "vm_name = [\"t\"]"))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "p.toml:9:11: input `vm_name` takes one value, not an array"
+        );
+        let err = parse_text(&format!("{GOOD}var_files = [[\"a\"]]\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("p.toml:10:14: invalid type: sequence"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_top_level_key_after_inputs_is_explained() {
+        let err = parse_text(&format!("{GOOD}on_failure = \"keep\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "p.toml:10:14: `on_failure` is a top-level key, but it is written after `[inputs]`: top-level keys must come before the first [table]"
         );
     }
 

@@ -11,4 +11,5 @@ mod operator;
 mod packer_build;
 mod placement;
 mod scripts;
+mod templates;
 mod tidy;

@@ -200,7 +200,7 @@ fn assert_is_ova(ova: &Path, vm_name: &str) {
 }
 
 /// Every regular file below `dir` (recursively) whose contents contain `needle`.
-fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
+pub(crate) fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
     let mut found = Vec::new();
     let Ok(entries) = std::fs::read_dir(dir) else {
         return found;
@@ -227,7 +227,12 @@ fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
 /// Asserts that none of `secrets` appears in any file of the state dir, in the output of `runs`,
 /// nor in anything the read-only views print: `show` of each of `ids` and, when there are ids,
 /// `list` (each with and without `--json`).
-fn assert_no_secret(sandboxer: &Sandboxer, secrets: &[&str], ids: &[&str], runs: &[&Run]) {
+pub(crate) fn assert_no_secret(
+    sandboxer: &Sandboxer,
+    secrets: &[&str],
+    ids: &[&str],
+    runs: &[&Run],
+) {
     let mut views = Vec::new();
     for id in ids {
         views.push(sandboxer.run(&["show", id, "--json"]).success());

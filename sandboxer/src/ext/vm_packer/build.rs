@@ -93,6 +93,12 @@ fn read_var_files(
                 "{at}: var file {value:?}: {path} is not a file"
             )));
         }
+        if var_files::Syntax::of(&path).is_none() {
+            return Err(usage(format!(
+                "{at}: var file {value:?}: {}",
+                var_files::UNKNOWN_SYNTAX
+            )));
+        }
         let path = path
             .canonicalize_utf8()
             .with_context(|| format!("resolving {path}"))?;
@@ -725,7 +731,7 @@ mod tests {
             ),
             unread_reason: None,
             requires_plugins: false,
-            builds: template::Builds::Unknown("not read in these tests".into()),
+            builds: template::Builds::unknown("not read in these tests".into()),
             auto_var_files: Vec::new(),
         }
     }

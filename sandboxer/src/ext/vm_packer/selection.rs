@@ -9,7 +9,7 @@
 use crate::error::{did_you_mean, some_candidates, usage};
 use crate::inputs::{Inputs, Origin};
 
-use super::template::{Builds, Template};
+use super::template::Template;
 
 /// The inputs that select builds, in the order their flags are passed.
 pub const INPUTS: [&str; 2] = ["only", "except"];
@@ -85,37 +85,41 @@ fn check(
         ));
         return Ok(());
     }
-    match &template.builds {
-        Builds::Unknown(why) => {
-            notes.push(format!(
-                "`{input}` entry `{name}` passed to Packer unchecked: the template's builds are known only to Packer ({why})"
-            ));
-            Ok(())
-        }
-        Builds::Known(known) if known.contains(name) => Ok(()),
-        Builds::Known(known) => {
-            let candidates = known.iter().map(String::as_str);
-            let hint = did_you_mean(name, candidates.clone())
-                .map(|near| format!("; did you mean `{near}`?"))
-                .unwrap_or_default();
-            let listed = some_candidates(
-                name,
-                "builds",
-                candidates,
-                &format!("`packer inspect {}`", template.path),
-            );
-            Err(usage(format!(
-                "{}: input `{input}`: template {template_value} has no build `{name}`{hint} ({listed})",
-                origin.describe()
-            )))
-        }
+    let builds = &template.builds;
+    if builds.known.contains(name) {
+        return Ok(());
     }
+    if let Some(open) = builds.open_for(name) {
+        notes.push(format!(
+            "`{input}` entry `{name}` passed to Packer unchecked: only Packer knows those builds' names ({})",
+            open.why
+        ));
+        return Ok(());
+    }
+    let candidates = builds.known.iter().map(String::as_str);
+    let hint = did_you_mean(name, candidates.clone())
+        .map(|near| format!("; did you mean `{near}`?"))
+        .unwrap_or_default();
+    let mut listed = some_candidates(
+        name,
+        "builds",
+        candidates,
+        &format!("`packer inspect {}`", template.path),
+    );
+    for open in &builds.open {
+        listed.push_str(&format!("; and any `{}*` ({})", open.prefix, open.why));
+    }
+    Err(usage(format!(
+        "{}: input `{input}`: template {template_value} has no build `{name}`{hint} ({listed})",
+        origin.describe()
+    )))
 }
 
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
 
+    use super::super::template::{Builds, OpenBuilds};
     use super::*;
     use crate::inputs::{self, Layer, Setting};
 
@@ -155,12 +159,13 @@ mod tests {
     }
 
     fn known(names: &[&str]) -> Builds {
-        Builds::Known(
-            names
+        Builds {
+            known: names
                 .iter()
                 .map(|name| (*name).to_owned())
                 .collect::<BTreeSet<_>>(),
-        )
+            open: Vec::new(),
+        }
     }
 
     #[test]
@@ -212,17 +217,41 @@ mod tests {
         assert_eq!(selection.args(), ["-except=*.beta"]);
         assert!(notes[0].contains("is a glob"), "{notes:?}");
 
-        let dynamic = template(Builds::Unknown(
-            "`dynamic \"source\"` in /t/b.pkr.hcl".into(),
-        ));
+        let dynamic = template(Builds {
+            known: ["null.debian".to_owned()].into(),
+            open: vec![OpenBuilds {
+                prefix: "flavors.null.".into(),
+                why: "build block `flavors` makes its sources with `dynamic \"source\"` in /t/b.pkr.hcl".into(),
+            }],
+        });
         notes.clear();
         select(
             &dynamic,
             "t",
-            &inputs_with(&[("only", "dyn.null.x")]),
+            &inputs_with(&[("only", "flavors.null.x")]),
             &mut notes,
         )
         .unwrap();
         assert!(notes[0].contains("unchecked"), "{notes:?}");
+        let err = select(
+            &dynamic,
+            "t",
+            &inputs_with(&[("only", "null.debain")]),
+            &mut notes,
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            err,
+            "p.toml:7:10: input `only`: template t has no build `null.debain`; did you mean `null.debian`? (builds: null.debian; and any `flavors.null.*` (build block `flavors` makes its sources with `dynamic \"source\"` in /t/b.pkr.hcl))"
+        );
+        let unknown = template(Builds::unknown("sandboxer could not read it".into()));
+        select(
+            &unknown,
+            "t",
+            &inputs_with(&[("only", "anything")]),
+            &mut notes,
+        )
+        .unwrap();
     }
 }

@@ -28,14 +28,41 @@ pub struct Variable {
 }
 
 /// The builds a template defines, named as `-only` and `-except` name them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Builds {
-    /// Every build's name is written out in the template: `TYPE.NAME` for a source in an
-    /// unnamed `build` block, `BUILD.TYPE.NAME` in a named one (`NAME` is the source's
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Builds {
+    /// Builds whose names the template writes out: `TYPE.NAME` for a source in an unnamed
+    /// `build` block, `BUILD.TYPE.NAME` in a named one (`NAME` is the source's
     /// `name = "..."` override when the build block gives one).
-    Known(BTreeSet<String>),
-    /// Some names are only known once Packer evaluates the template; why.
-    Unknown(String),
+    pub known: BTreeSet<String>,
+    /// Builds named only when Packer evaluates the template (`dynamic "source"`).
+    pub open: Vec<OpenBuilds>,
+}
+
+/// Builds whose names Packer alone knows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenBuilds {
+    /// What all their names start with (`flavors.null.`); empty when nothing is known.
+    pub prefix: String,
+    /// Why their names are not written out, and where.
+    pub why: String,
+}
+
+impl Builds {
+    /// Builds Packer alone can name, whatever they are called.
+    pub fn unknown(why: String) -> Builds {
+        Builds {
+            known: BTreeSet::new(),
+            open: vec![OpenBuilds {
+                prefix: String::new(),
+                why,
+            }],
+        }
+    }
+
+    /// The open builds a name could be one of.
+    pub fn open_for(&self, name: &str) -> Option<&OpenBuilds> {
+        self.open.iter().find(|open| name.starts_with(&open.prefix))
+    }
 }
 
 /// A located, read template.
@@ -159,10 +186,9 @@ pub fn locate(value: &str, cwd: &Utf8Path, cache_dir: &Utf8Path) -> anyhow::Resu
         variables: Some(BTreeMap::new()),
         unread_reason: None,
         requires_plugins: false,
-        builds: Builds::Known(BTreeSet::new()),
+        builds: Builds::default(),
         auto_var_files,
     };
-    let mut dynamic_builds: Option<String> = None;
     for file in files {
         let text =
             std::fs::read_to_string(&file).with_context(|| format!("reading template {file}"))?;
@@ -177,16 +203,14 @@ pub fn locate(value: &str, cwd: &Utf8Path, cache_dir: &Utf8Path) -> anyhow::Resu
                 if let Some(vars) = template.variables.as_mut() {
                     vars.extend(declared.variables);
                 }
-                match declared.builds {
-                    Ok(names) => {
-                        if let Builds::Known(known) = &mut template.builds {
-                            known.extend(names);
-                        }
-                    }
-                    Err(why) => {
-                        dynamic_builds.get_or_insert(format!("{why} in {file}"));
-                    }
-                }
+                template.builds.known.extend(declared.builds.known);
+                template
+                    .builds
+                    .open
+                    .extend(declared.builds.open.into_iter().map(|open| OpenBuilds {
+                        why: format!("{} in {file}", open.why),
+                        ..open
+                    }));
             }
             Err(reason) => {
                 // Packer reads templates more leniently than we might, and reports its own
@@ -197,9 +221,7 @@ pub fn locate(value: &str, cwd: &Utf8Path, cache_dir: &Utf8Path) -> anyhow::Resu
         }
     }
     if let Some(reason) = &template.unread_reason {
-        template.builds = Builds::Unknown(format!("sandboxer could not read {reason}"));
-    } else if let Some(why) = dynamic_builds {
-        template.builds = Builds::Unknown(why);
+        template.builds = Builds::unknown(format!("sandboxer could not read {reason}"));
     }
     Ok(template)
 }
@@ -246,22 +268,11 @@ fn hcl2_files(dir: &Utf8Path) -> anyhow::Result<Vec<Utf8PathBuf>> {
     Ok(files)
 }
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct Declared {
     variables: BTreeMap<String, Variable>,
     requires_plugins: bool,
-    /// The names of the builds the file defines, or why they are not written out.
-    builds: Result<Vec<String>, String>,
-}
-
-impl Default for Declared {
-    fn default() -> Self {
-        Declared {
-            variables: BTreeMap::new(),
-            requires_plugins: false,
-            builds: Ok(Vec::new()),
-        }
-    }
+    builds: Builds,
 }
 
 fn read_hcl2(text: &str) -> Result<Declared, String> {
@@ -294,87 +305,102 @@ fn read_hcl2(text: &str) -> Result<Declared, String> {
                     .blocks()
                     .any(|inner| inner.identifier() == "required_plugins");
             }
-            "build" => {
-                if let Ok(names) = &mut declared.builds {
-                    match build_names(block.body()) {
-                        Ok(more) => names.extend(more),
-                        Err(why) => declared.builds = Err(why),
-                    }
-                }
-            }
+            "build" => build_names(block.body(), &mut declared.builds),
             _ => {}
         }
     }
     Ok(declared)
 }
 
-/// The names of one `build` block's builds, as Packer 1.6.6 names them for `-only`: the
+/// Adds the names of one `build` block's builds, as Packer 1.6.6 names them for `-only`: the
 /// block's `name` (when it has one), the source's type, and the source's name or its
-/// `name = "..."` override. An error says why they are not all written out.
-fn build_names(body: &hcl::Body) -> Result<Vec<String>, String> {
+/// `name = "..."` override. Builds whose names Packer alone can work out are added as open.
+fn build_names(body: &hcl::Body, builds: &mut Builds) {
     let literal = |expr: &hcl::Expression| match expr {
         hcl::Expression::String(text) => Some(text.clone()),
         _ => None,
     };
+    let mut open = |prefix: &str, why: &str| {
+        builds.open.push(OpenBuilds {
+            prefix: prefix.to_owned(),
+            why: why.to_owned(),
+        });
+    };
     let prefix = match body.attributes().find(|attr| attr.key() == "name") {
         None => String::new(),
-        Some(attr) => {
-            let name = literal(attr.expr())
-                .ok_or("the build block's `name` is an expression".to_owned())?;
-            format!("{name}.")
+        Some(attr) => match literal(attr.expr()) {
+            Some(name) => format!("{name}."),
+            None => return open("", "a build block's `name` is an expression"),
+        },
+    };
+    // "source.null.alpha" → ("null", "alpha")
+    let source = |reference: &str| -> Option<(String, String)> {
+        match reference.split('.').collect::<Vec<_>>().as_slice() {
+            ["source", kind, name] => Some(((*kind).to_owned(), (*name).to_owned())),
+            _ => None,
         }
     };
-    // "source.null.alpha" → "null.alpha"
-    let source = |reference: &str| -> Result<(String, String), String> {
-        let parts: Vec<&str> = reference.split('.').collect();
-        match parts.as_slice() {
-            ["source", kind, name] => Ok(((*kind).to_owned(), (*name).to_owned())),
-            _ => Err(format!(
-                "the build block names source {reference:?}, which is not `source.TYPE.NAME`"
-            )),
-        }
-    };
-    let mut names = Vec::new();
     if let Some(attr) = body.attributes().find(|attr| attr.key() == "sources") {
         let hcl::Expression::Array(items) = attr.expr() else {
-            return Err("the build block's `sources` is an expression".to_owned());
+            return open(&prefix, "a build block's `sources` is an expression");
         };
         for item in items {
-            let reference = literal(item)
-                .ok_or("the build block's `sources` holds an expression".to_owned())?;
-            let (kind, name) = source(&reference)?;
-            names.push(format!("{prefix}{kind}.{name}"));
+            match literal(item).as_deref().and_then(source) {
+                Some((kind, name)) => {
+                    builds.known.insert(format!("{prefix}{kind}.{name}"));
+                }
+                None => open(&prefix, "a build block's `sources` holds an expression"),
+            }
         }
     }
     for block in body.blocks() {
+        let label = block.labels().first().map(|label| label.as_str());
         match block.identifier() {
             "source" => {
-                let Some(label) = block.labels().first() else {
+                let Some((kind, name)) = label.and_then(source) else {
                     continue;
                 };
-                let (kind, mut name) = source(label.as_str())?;
-                if let Some(attr) = block.body().attributes().find(|attr| attr.key() == "name") {
-                    name = literal(attr.expr()).ok_or(
-                        "a source block in the build block sets `name` with an expression"
-                            .to_owned(),
-                    )?;
+                match block.body().attributes().find(|attr| attr.key() == "name") {
+                    None => {
+                        builds.known.insert(format!("{prefix}{kind}.{name}"));
+                    }
+                    Some(attr) => match literal(attr.expr()) {
+                        Some(name) => {
+                            builds.known.insert(format!("{prefix}{kind}.{name}"));
+                        }
+                        None => open(
+                            &format!("{prefix}{kind}."),
+                            "a source block in a build block sets `name` with an expression",
+                        ),
+                    },
                 }
-                names.push(format!("{prefix}{kind}.{name}"));
             }
-            "dynamic"
-                if block
-                    .labels()
-                    .first()
-                    .is_some_and(|label| label.as_str() == "source") =>
-            {
-                return Err(
-                    "the build block makes its sources with `dynamic \"source\"`".to_owned(),
+            "dynamic" if label == Some("source") => {
+                // `labels = ["source.TYPE.NAME"]` gives the type; `content { name = ... }` the name.
+                let kind = block
+                    .body()
+                    .attributes()
+                    .find(|attr| attr.key() == "labels")
+                    .and_then(|attr| match attr.expr() {
+                        hcl::Expression::Array(items) => items.first().and_then(literal),
+                        _ => None,
+                    })
+                    .and_then(|reference| source(&reference))
+                    .map(|(kind, _)| format!("{kind}."))
+                    .unwrap_or_default();
+                let build = if prefix.is_empty() {
+                    "an unnamed build block".to_owned()
+                } else {
+                    format!("build block `{}`", prefix.trim_end_matches('.'))
+                };
+                open(
+                    &format!("{prefix}{kind}"),
+                    &format!("{build} makes its sources with `dynamic \"source\"`"),
                 );
             }
             _ => {}
         }
     }
-    Ok(names)
 }
 
 fn read_hcl2_json(text: &str) -> Result<Declared, String> {
@@ -396,7 +422,8 @@ fn read_hcl2_json(text: &str) -> Result<Declared, String> {
         .and_then(|p| p.get("required_plugins"))
         .is_some();
     if value.get("build").is_some() {
-        declared.builds = Err("sandboxer does not read the builds of *.pkr.json files".to_owned());
+        declared.builds =
+            Builds::unknown("sandboxer does not read the builds of *.pkr.json files".to_owned());
     }
     Ok(declared)
 }
@@ -410,7 +437,7 @@ fn read_legacy_json(text: &str) -> Result<Declared, String> {
         }
     }
     if let Some(builders) = value.get("builders").and_then(|v| v.as_array()) {
-        let names: Option<Vec<String>> = builders
+        let names: Option<BTreeSet<String>> = builders
             .iter()
             .map(|builder| {
                 builder
@@ -420,7 +447,13 @@ fn read_legacy_json(text: &str) -> Result<Declared, String> {
                     .map(str::to_owned)
             })
             .collect();
-        declared.builds = names.ok_or_else(|| "a builder has no `name` or `type`".to_owned());
+        declared.builds = match names {
+            Some(known) => Builds {
+                known,
+                open: Vec::new(),
+            },
+            None => Builds::unknown("a builder has no `name` or `type`".to_owned()),
+        };
     }
     if let Some(sensitive) = value.get("sensitive-variables").and_then(|v| v.as_array()) {
         for name in sensitive.iter().filter_map(|name| name.as_str()) {
@@ -513,5 +546,100 @@ build { sources = ["source.null.a"] }
                 .to_string()
                 .contains("holds no *.pkr.hcl")
         );
+    }
+
+    #[test]
+    fn builds_are_named_as_packer_names_them() {
+        let declared = read_hcl2(
+            r#"
+source "null" "alpha" { communicator = "none" }
+source "null" "beta" { communicator = "none" }
+build { sources = ["source.null.alpha", "source.null.beta"] }
+build {
+  name    = "deb"
+  sources = ["source.null.alpha"]
+  source "source.null.beta" {
+    name = "renamed"
+  }
+}
+build {
+  name = "flavors"
+  dynamic "source" {
+    for_each = var.flavors
+    labels   = ["source.null.alpha"]
+    content {
+      name = source.value
+    }
+  }
+}
+"#,
+        )
+        .unwrap();
+        assert_eq!(
+            declared.builds.known.iter().collect::<Vec<_>>(),
+            [
+                "deb.null.alpha",
+                "deb.null.renamed",
+                "null.alpha",
+                "null.beta"
+            ]
+        );
+        assert_eq!(declared.builds.open.len(), 1);
+        assert_eq!(declared.builds.open[0].prefix, "flavors.null.");
+        assert!(declared.builds.open_for("flavors.null.x").is_some());
+        assert!(declared.builds.open_for("null.gamma").is_none());
+
+        let unnamed = read_hcl2(
+            "build {\n  dynamic \"source\" {\n    for_each = []\n    labels = [var.x]\n    content {}\n  }\n}\n",
+        )
+        .unwrap();
+        assert!(unnamed.builds.open_for("anything.at.all").is_some());
+    }
+
+    #[test]
+    fn legacy_builders_and_json_builds() {
+        let legacy = read_legacy_json(
+            r#"{"builders": [{"type": "null"}, {"type": "null", "name": "second"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            legacy.builds.known.iter().collect::<Vec<_>>(),
+            ["null", "second"]
+        );
+        let json = read_hcl2_json(r#"{"build": {"sources": ["source.null.a"]}}"#).unwrap();
+        assert!(json.builds.open_for("null.a").is_some());
+    }
+
+    #[test]
+    fn a_directory_template_has_its_auto_var_files_in_packers_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Utf8Path::from_path(dir.path()).unwrap();
+        for file in [
+            "t.pkr.hcl",
+            "b.auto.pkrvars.hcl",
+            "a.auto.pkrvars.json",
+            "c.auto.pkrvars.hcl",
+            "other.pkrvars.hcl",
+        ] {
+            std::fs::write(root.join(file), "").unwrap();
+        }
+        let names = |template: Template| -> Vec<String> {
+            template
+                .auto_var_files
+                .iter()
+                .map(|path| path.file_name().unwrap().to_owned())
+                .collect()
+        };
+        let template = locate(".", root, root).unwrap();
+        assert_eq!(
+            names(template),
+            [
+                "b.auto.pkrvars.hcl",
+                "c.auto.pkrvars.hcl",
+                "a.auto.pkrvars.json"
+            ]
+        );
+        // Packer 1.6.6 loads none for a single file.
+        assert!(names(locate("t.pkr.hcl", root, root).unwrap()).is_empty());
     }
 }

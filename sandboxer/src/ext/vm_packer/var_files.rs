@@ -33,6 +33,9 @@ impl Syntax {
     }
 }
 
+/// Why a var file is refused for its name.
+pub const UNKNOWN_SYNTAX: &str = "cannot tell how it is written: a var file's name ends in `.hcl` or `.json` (Packer goes by the name too)";
+
 /// One `NAME = value` of a var file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Assignment {
@@ -59,11 +62,8 @@ pub struct VarFile {
 /// Reads `path` (named `shown` in messages): a usage error, located where there is a place to
 /// point at, when it cannot be read or Packer would refuse it.
 pub fn read(path: &Utf8Path, shown: &str) -> anyhow::Result<VarFile> {
-    let syntax = Syntax::of(path).ok_or_else(|| {
-        usage(format!(
-            "var file {shown}: cannot tell how it is written: a var file's name ends in `.hcl` or `.json` (Packer guesses its format from that too)"
-        ))
-    })?;
+    let syntax =
+        Syntax::of(path).ok_or_else(|| usage(format!("var file {shown}: {UNKNOWN_SYNTAX}")))?;
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading var file {shown}"))?;
     let assignments = match syntax {
