@@ -90,7 +90,16 @@ pub struct Provisioned {
 
 impl Provisioned {
     pub fn new(artifacts: Vec<Artifact>) -> Provisioned {
-        Provisioned { artifacts }
+        Provisioned {
+            artifacts,
+            builds: Vec::new(),
+        }
+    }
+
+    /// Names the builds the tool ran (each artifact's `build` says which made it).
+    pub fn with_builds(mut self, builds: Vec<BuildRun>) -> Provisioned {
+        self.builds = builds;
+        self
     }
 }
 

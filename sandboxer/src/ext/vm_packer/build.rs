@@ -536,7 +536,7 @@ impl Build {
                 message: "the build succeeded but produced no *.ova file".to_owned(),
             });
         }
-        Ok(Provisioned { artifacts, builds })
+        Ok(Provisioned::new(artifacts).with_builds(builds))
     }
 
     /// Every value that must never be written down: sensitive inputs, and every value (the
