@@ -62,11 +62,15 @@ fn transcripts() {
         .register_bin("sandboxer-scratch", scratch_example())
         .env("SANDBOXER_PROFILES", "");
     cases_matching(&cases, "../tests/cmd/*.toml");
-    cases_matching(&cases, "../docs/*.md");
+    cases_matching(&cases, "../docs/*.md").skip(PAGES_THAT_BUILD);
     cases.run();
 }
 
-/// Cases that run the real Packer found on PATH (`doctor`, and the runbook's builds): the
+/// Top-level pages whose examples build with the real Packer.
+const PAGES_THAT_BUILD: &str = "../docs/template-sets.md";
+
+/// Cases that run the real Packer found on PATH (`doctor`, the runbook's and the template
+/// sets page's builds): the
 /// harness-wide stand-in path is left out, and a case may set `SANDBOXER_PACKER` itself.
 #[test]
 fn transcripts_with_the_real_packer() {
@@ -82,6 +86,7 @@ fn transcripts_with_the_real_packer() {
         .env("CLICOLOR_FORCE", "");
     cases_matching(&cases, "../tests/cmd/real-packer/*.toml");
     cases_matching(&cases, "../docs/runbooks/*.md");
+    cases_matching(&cases, PAGES_THAT_BUILD);
     cases.run();
 }
 

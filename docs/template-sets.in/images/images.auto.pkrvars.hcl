@@ -1,0 +1,2 @@
+cpus   = 2
+memory = 2048

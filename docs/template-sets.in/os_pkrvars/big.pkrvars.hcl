@@ -1,0 +1,2 @@
+cpus   = 8
+memory = 16384

@@ -1,0 +1,2 @@
+cpus   = 4
+memroy = 8192
