@@ -263,6 +263,13 @@ mod tests {
     }
 
     #[test]
+    fn windows_line_endings_read_as_packer_reads_them() {
+        let read = hcl("os = \"x\"\r\ncpus = 2\r\n").unwrap();
+        assert_eq!(read[1].location, "v.pkrvars.hcl:2:1");
+        assert_eq!(read[0].leaves, ["x"]);
+    }
+
+    #[test]
     fn hcl_errors_are_located() {
         let err = hcl("os = \"x\"\ntoken = \n").unwrap_err().to_string();
         assert!(err.starts_with("v.pkrvars.hcl:2:"), "{err}");
