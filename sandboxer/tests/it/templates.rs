@@ -288,6 +288,19 @@ fn builds_chosen_through_a_variable_and_globs_pass_through_to_packer() {
     // Without -v, nothing is said about it.
     let quiet = create(&sandboxer, &dir, "debian", &["only=null.deb*"]).success();
     assert!(!quiet.stderr.contains("glob"), "{}", quiet.describe());
+
+    // A glob that matches nothing: Packer builds nothing and succeeds; sandboxer says so.
+    let none = sandboxer
+        .run_in(
+            &dir,
+            &["create", "--profile", "debian", "-i", "only=nothing.*"],
+        )
+        .success()
+        .stderr_contains(
+            "warning: packer ran no build: -only=nothing.* left none of the template's builds",
+        );
+    let record = sandboxer.show(none.stdout.trim());
+    assert_eq!(builds(&record), Vec::<(String, String)>::new());
 }
 
 #[test]

@@ -1,0 +1,3 @@
+# the template's own var file, which Packer loads by itself
+vm_name = "x"
+size = [1, 2
