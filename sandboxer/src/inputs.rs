@@ -419,10 +419,17 @@ pub fn resolve(
     command_line: &Layer,
     sensitive: &[String],
 ) -> anyhow::Result<Inputs> {
+    // The mode decides which defaults apply: a build does not need attach mode's timeout.
+    let chosen_mode = [command_line, profile]
+        .iter()
+        .find_map(|layer| layer.0.iter().rev().find(|setting| setting.name == MODE))
+        .map(|setting| setting.value.as_str())
+        .or_else(|| schema.default_mode());
     let mut values: BTreeMap<String, Resolved> = BTreeMap::new();
     for spec in schema.specs {
         if let Some(default) = spec.default
             && spec.kind == Kind::Single
+            && spec.applies_to(chosen_mode)
         {
             values.insert(
                 spec.name.to_owned(),

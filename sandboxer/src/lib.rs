@@ -20,3 +20,4 @@ pub mod progress;
 pub mod record;
 pub mod redact;
 pub mod registry;
+pub mod ssh;

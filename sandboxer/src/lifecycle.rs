@@ -17,6 +17,7 @@ use crate::profile::{Catalog, Profile, SearchPath};
 use crate::progress::{Background, BatchSink, Event, FanOut, Sink};
 use crate::record::{Owner, Placement, Record, SCHEMA_VERSION, State};
 use crate::registry::{Listing, Registry};
+use crate::ssh::{Session, SshClient};
 
 /// Everything a command needs to know about where things are; built once by the CLI.
 #[derive(Debug, Clone)]
@@ -37,6 +38,8 @@ pub struct CreateRequest {
     pub on_failure: Option<OnFailure>,
     /// Fail with [`ErrorKind::PlacementFull`] instead of queueing for a placement slot.
     pub no_wait: bool,
+    /// Create even while a live sandbox holds the same claim (attach mode: the same VM).
+    pub force: bool,
 }
 
 /// A profile with its inputs resolved and checked by its extension: everything `create` needs
@@ -117,6 +120,17 @@ pub fn create(
     let expires_at = now
         .checked_add(ttl.as_duration())
         .map_err(|_| usage(format!("TTL {ttl} reaches past the end of time")))?;
+    let claim = prepared.claim();
+    // Checked and recorded under one lock, so two creates never both find the claim free.
+    let claims_lock = match &claim {
+        Some(_) => Some(registry.lock_claims()?),
+        None => None,
+    };
+    if let Some(claim) = &claim
+        && !request.force
+    {
+        refuse_if_claimed(config, extension.id(), claim)?;
+    }
     let (record, _owner_lock) = registry.create(|id| Record {
         schema_version: SCHEMA_VERSION,
         id: id.to_owned(),
@@ -138,7 +152,11 @@ pub fn create(
         artifacts: Vec::new(),
         builds: Vec::new(),
         log: None,
+        claim: claim.as_ref().map(|claim| claim.key.clone()),
+        ssh: None,
+        forwarded_ports: Vec::new(),
     })?;
+    drop(claims_lock);
     let id = record.id.clone();
     let dirs = registry.dirs(&id);
     progress.emit(&Event::Phase {
@@ -203,6 +221,8 @@ pub fn create(
                 record.state = State::Ready;
                 record.artifacts = provisioned.artifacts;
                 record.builds = provisioned.builds;
+                record.ssh = provisioned.ssh;
+                record.forwarded_ports = provisioned.forwarded_ports;
                 record.owner = None;
             })?;
             if let Some(err) = recorder_error {
@@ -228,6 +248,68 @@ pub fn create(
             Err(err.context(format!("sandbox {id} {state}")))
         }
     }
+}
+
+/// Refuses a claim that a live (pending, provisioning or ready) sandbox of the same extension
+/// holds, naming it. Called with the claims lock held.
+fn refuse_if_claimed(config: &Config, extension: &str, claim: &ext::Claim) -> anyhow::Result<()> {
+    let holders: Vec<Record> = list(config, false)?
+        .records
+        .into_iter()
+        .filter(|record| {
+            record.extension == extension
+                && record.claim.as_deref() == Some(claim.key.as_str())
+                && (record.state.is_in_progress() || record.state == State::Ready)
+        })
+        .collect();
+    let Some(first) = holders.first() else {
+        return Ok(());
+    };
+    let held_by = holders
+        .iter()
+        .map(|record| format!("{} ({})", record.id, record.state))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Err(Error::new(
+        ErrorKind::Failed,
+        format!(
+            "{} is already held by live sandbox {held_by}; tear it down first (`sandboxer teardown {}`), or pass --force to create another",
+            claim.what, first.id
+        ),
+    )
+    .into())
+}
+
+/// How to reach a ready sandbox for `sandboxer ssh`: the `ssh` command that opens a login
+/// shell there, or runs `remote_argv` with each word quoted for the remote shell.
+pub fn ssh_command(
+    config: &Config,
+    id_or_prefix: &str,
+    remote_argv: &[String],
+) -> anyhow::Result<std::process::Command> {
+    let record = show(config, id_or_prefix)?;
+    if record.state != State::Ready {
+        return Err(Error::new(
+            ErrorKind::Failed,
+            format!(
+                "sandbox {} is {}; only a ready sandbox can be reached",
+                record.id, record.state
+            ),
+        )
+        .into());
+    }
+    let Some(target) = &record.ssh else {
+        return Err(Error::new(
+            ErrorKind::Failed,
+            format!(
+                "sandbox {} ({} mode) has no SSH details to reach it by; attach mode records them",
+                record.id, record.mode
+            ),
+        )
+        .into());
+    };
+    let client = SshClient::find(&config.env.known_hosts)?;
+    Ok(client.command(target, remote_argv, Session::Interactive))
 }
 
 /// One line for `state_reason`: the error's first line, and when that only announces a list

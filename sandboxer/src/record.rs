@@ -8,6 +8,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::inputs::Value;
+use crate::ssh::SshTarget;
 
 /// Bumped when the record's shape changes in a way old readers would misread.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -107,6 +108,17 @@ pub enum BuildOutcome {
     Failed,
 }
 
+/// A port forwarded to the machine, as the port registry lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForwardedPort {
+    /// The port to connect to, on the machine's host.
+    pub port: u16,
+    /// The port it reaches inside the machine, when the registry says.
+    pub guest_port: Option<u16>,
+    /// What it is for ("web preview").
+    pub purpose: String,
+}
+
 /// Everything known about one sandbox.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
@@ -132,4 +144,14 @@ pub struct Record {
     pub builds: Vec<BuildRun>,
     /// The provision log (Packer's machine-readable output, redacted).
     pub log: Option<Utf8PathBuf>,
+    /// What only one live sandbox may hold at a time (attach mode: `vm:NAME`), see
+    /// `ext::Prepared::claim`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claim: Option<String>,
+    /// How to reach the machine over SSH (host, port, user, key path; never key contents).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh: Option<SshTarget>,
+    /// Other ports forwarded to the machine.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub forwarded_ports: Vec<ForwardedPort>,
 }

@@ -70,7 +70,7 @@ impl Registry {
                 meta.permissions().mode() & 0o777
             )));
         }
-        for sub in ["sandboxes", "artifacts", "cache"] {
+        for sub in ["sandboxes", "artifacts", "cache", "ssh"] {
             fs::DirBuilder::new()
                 .recursive(true)
                 .mode(0o700)
@@ -97,6 +97,17 @@ impl Registry {
     /// Where bundled files and detected tool facts are cached.
     pub fn cache_dir(&self) -> Utf8PathBuf {
         self.root.join("cache")
+    }
+
+    /// sandboxer's own known_hosts file: host keys recorded on first attach (see `ssh`).
+    pub fn known_hosts(&self) -> Utf8PathBuf {
+        self.root.join("ssh").join("known_hosts")
+    }
+
+    /// Held while `create` checks that no live sandbox holds a claim and records its own, so
+    /// two creates never both find a claim free.
+    pub fn lock_claims(&self) -> anyhow::Result<FileLock> {
+        FileLock::acquire(&self.root.join("claims.lock"))
     }
 
     pub fn dirs(&self, id: &str) -> SandboxDirs {

@@ -57,23 +57,26 @@ pub(super) struct GlobalArgs {
 pub(super) enum Command {
     /// Create a sandbox from a profile and provision it
     #[command(
-        after_help = "Inputs resolve as: extension defaults < the profile's [inputs] < --input.\n`--input mode=build|attach` overrides the profile's mode.\nOn success the sandbox id is printed on stdout (the record with --json)."
+        after_help = "Inputs resolve as: extension defaults < the profile's [inputs] < --input.\n`--input mode=attach|build` overrides the profile's mode (ext.vm-packer: attach when none is named).\nOn success the sandbox id is printed on stdout (the record with --json)."
     )]
     Create(CreateArgs),
     /// List sandboxes, with the time each has left
     List(ListArgs),
     /// Show one sandbox's record
     Show(IdArgs),
-    /// Tear sandboxes down (build mode keeps its OVA); safe to repeat
+    /// Tear sandboxes down (attach mode only detaches; build mode keeps its OVA); safe to repeat
     #[command(
         after_help = "Every sandbox named is attempted, whatever happens to the others; the exit code is 1 if any failed."
     )]
     Teardown(TeardownArgs),
     /// Push a live sandbox's expiry to DURATION from now
     Extend(ExtendArgs),
+    /// Open a shell on a ready sandbox over SSH, or run a command there
+    #[command(after_help = SSH_HELP)]
+    Ssh(SshArgs),
     /// Tear down every expired sandbox and stop builds whose sandboxer died
     #[command(
-        after_help = "Expired sandboxes are torn down (build mode keeps its OVA) and marked `expired`.\nA sandbox still provisioning is never reaped mid-build; a later gc reaps it once it finishes.\nEvery sandbox is attempted, whatever happens to the others; the exit code is 1 if any failed."
+        after_help = "Expired sandboxes are torn down (attach mode only detaches; build mode keeps its OVA) and marked `expired`.\nA sandbox still provisioning is never reaped mid-build; a later gc reaps it once it finishes.\nEvery sandbox is attempted, whatever happens to the others; the exit code is 1 if any failed."
     )]
     Gc(GcArgs),
     /// Inspect profiles
@@ -112,6 +115,9 @@ pub(super) struct CreateArgs {
     /// Fail (exit 4) instead of queueing when the placement host is at `max_concurrent`
     #[arg(long)]
     pub no_wait: bool,
+    /// Create even while a live sandbox holds the same VM (attach mode: the same vm_name)
+    #[arg(long)]
+    pub force: bool,
     /// After Ctrl-C or SIGTERM, how long the build may take to cancel before it is killed
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = cancel_timeout)]
     pub cancel_timeout: std::time::Duration,
@@ -177,6 +183,24 @@ pub(super) struct IdArgs {
     pub json: bool,
 }
 
+const SSH_HELP: &str = "\
+Each word after `--` reaches the remote command as it is: sandboxer quotes every word for the
+remote shell, so nothing in it is expanded or split there.
+Stdin, stdout and stderr are passed through; the exit code is the remote command's (255: ssh
+itself failed).
+ssh runs with no configuration file, sandboxer's known_hosts file ($SANDBOXER_HOME/ssh/known_hosts,
+StrictHostKeyChecking=accept-new: a changed host key is refused), and the user and key recorded
+when the sandbox was made.";
+
+#[derive(Debug, Args)]
+pub(super) struct SshArgs {
+    /// Sandbox id, or a unique prefix of one
+    pub id: String,
+    /// The command to run, after `--`; without one, a login shell
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
 #[derive(Debug, Args)]
 pub(super) struct TeardownArgs {
     /// Sandbox ids, or unique prefixes of them
@@ -237,6 +261,7 @@ impl Command {
             Command::Show(args) => args.json,
             Command::Teardown(args) => args.json,
             Command::Extend(args) => args.json,
+            Command::Ssh(_) => false,
             Command::Gc(args) => args.json,
             Command::Profiles(ProfilesCommand::List(args)) => args.json,
             Command::Profiles(ProfilesCommand::Show(args)) => args.json,

@@ -25,7 +25,7 @@ use crate::progress::Terminal;
 use crate::registry::Registry;
 use args::{
     Cli, Command, CreateArgs, ExtendArgs, GcArgs, GlobalArgs, IdArgs, ListArgs, LogsArgs,
-    ProfilesCommand, TeardownArgs,
+    ProfilesCommand, SshArgs, TeardownArgs,
 };
 
 /// The whole command line as clap sees it: for man pages and completion scripts.
@@ -105,6 +105,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Gc(args) => gc(&config(&cli.global, search)?, &args),
         Command::Show(args) => show(&config(&cli.global, search)?, &args),
         Command::Teardown(args) => teardown(&config(&cli.global, search)?, &args),
+        Command::Ssh(args) => ssh(&config(&cli.global, search)?, &args),
         Command::Profiles(ProfilesCommand::List(args)) => {
             render::profiles_list(&Catalog::load(&search)?, args.json)
         }
@@ -192,6 +193,8 @@ fn config(global: &GlobalArgs, search: SearchPath) -> anyhow::Result<Config> {
             packer: env_path("SANDBOXER_PACKER")?,
             cancel_timeout: std::time::Duration::from_secs(30),
             verbose: global.verbose,
+            known_hosts: registry.known_hosts(),
+            port_registry: env_path("SANDBOXER_PORT_REGISTRY")?,
         },
         registry,
         search,
@@ -206,6 +209,7 @@ fn create(mut config: Config, args: CreateArgs) -> anyhow::Result<()> {
         ttl: args.ttl,
         on_failure: args.on_failure,
         no_wait: args.no_wait,
+        force: args.force,
     };
     let cancel = Arc::new(Cancel::new());
     // Installed before anything is spawned, so no signal can slip past us to a half-started build.
@@ -357,6 +361,15 @@ fn logs(config: &Config, args: &LogsArgs) -> anyhow::Result<()> {
         render::note(&render::describe_end(&record));
     }
     Ok(())
+}
+
+/// Becomes `ssh` (exec), so the terminal, stdin and stdout, signals and the exit code are the
+/// remote side's, with nothing of sandboxer's in between.
+fn ssh(config: &Config, args: &SshArgs) -> anyhow::Result<()> {
+    use std::os::unix::process::CommandExt as _;
+    let mut command = lifecycle::ssh_command(config, &args.id, &args.command)?;
+    let err = command.exec();
+    Err(err).with_context(|| format!("running {:?}", command.get_program()))
 }
 
 fn extend(config: &Config, args: &ExtendArgs) -> anyhow::Result<()> {

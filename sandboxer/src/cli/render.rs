@@ -61,9 +61,16 @@ fn table<const N: usize>(
     Ok(())
 }
 
-/// "sandbox ID is ready", with each artifact.
+/// "sandbox ID is ready", with each artifact, and how to reach it when it can be.
 pub(super) fn describe_ready(record: &Record) -> String {
     let mut text = format!("sandbox {} is {}", record.id, record.state);
+    if let Some(ssh) = &record.ssh {
+        text.push_str(&format!(
+            "\n  ssh {} (`sandboxer ssh {}`)",
+            describe_ssh(ssh),
+            record.id
+        ));
+    }
     for artifact in &record.artifacts {
         text.push_str(&format!("\n  artifact {}", describe_artifact(artifact)));
     }
@@ -171,6 +178,19 @@ pub(super) fn show(record: &Record) -> anyhow::Result<()> {
     if let Some(log) = &record.log {
         field("log", log.to_string());
     }
+    if let Some(ssh) = &record.ssh {
+        field("ssh", describe_ssh(ssh));
+    }
+    for forwarded in &record.forwarded_ports {
+        let guest = forwarded
+            .guest_port
+            .map(|port| format!(" -> guest port {port}"))
+            .unwrap_or_default();
+        field(
+            "forwarded",
+            format!("port {}{guest}: {}", forwarded.port, forwarded.purpose),
+        );
+    }
     text.push_str("inputs:\n");
     for (name, value) in &record.inputs {
         text.push_str(&format!("  {name} = {value}\n"));
@@ -197,9 +217,22 @@ pub(super) fn show(record: &Record) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `user@host:port (key PATH)`.
+fn describe_ssh(ssh: &crate::ssh::SshTarget) -> String {
+    let key = ssh
+        .identity
+        .as_ref()
+        .map(|identity| format!(" (key {identity})"))
+        .unwrap_or_default();
+    format!("{}{key}", ssh.describe())
+}
+
 /// The stderr line for one teardown.
 pub(super) fn teardown_message(outcome: &TeardownOutcome) -> String {
     match outcome {
+        TeardownOutcome::TornDown(record) if record.mode == "attach" => {
+            format!("sandbox {} detached (the VM was left as it is)", record.id)
+        }
         TeardownOutcome::TornDown(record) => {
             let kept: String = record
                 .artifacts

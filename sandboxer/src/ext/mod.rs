@@ -7,8 +7,9 @@ use camino::{Utf8Path, Utf8PathBuf};
 use crate::cancel::Cancel;
 use crate::inputs::{InputSchema, Inputs};
 use crate::progress::Sink;
-use crate::record::{Artifact, BuildRun};
+use crate::record::{Artifact, BuildRun, ForwardedPort};
 use crate::registry::SandboxDirs;
+use crate::ssh::SshTarget;
 
 /// Facts about the machine sandboxer runs on and how it was invoked, gathered once by the
 /// caller, for extensions to use.
@@ -24,6 +25,10 @@ pub struct Environment {
     pub cancel_timeout: std::time::Duration,
     /// `-v`: extensions report details (decisions they made, checks they skipped) as progress.
     pub verbose: bool,
+    /// sandboxer's own known_hosts file, under the state directory (see `ssh`).
+    pub known_hosts: Utf8PathBuf,
+    /// the-custodian's port registry (`$SANDBOXER_PORT_REGISTRY`), when set.
+    pub port_registry: Option<Utf8PathBuf>,
 }
 
 /// What a provision gets to work with.
@@ -86,13 +91,26 @@ pub struct Provisioned {
     pub artifacts: Vec<Artifact>,
     /// The builds the tool ran, when it runs several (one per Packer source).
     pub builds: Vec<BuildRun>,
+    /// How to reach the machine over SSH, when there is one.
+    pub ssh: Option<SshTarget>,
+    /// Other ports forwarded to the machine.
+    pub forwarded_ports: Vec<ForwardedPort>,
+}
+
+/// Something only one live sandbox may hold at a time, such as an attached VM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    /// Compared between sandboxes of the same extension, and recorded: `vm:NAME`.
+    pub key: String,
+    /// What it is, for messages: "vm `NAME`".
+    pub what: String,
 }
 
 impl Provisioned {
     pub fn new(artifacts: Vec<Artifact>) -> Provisioned {
         Provisioned {
             artifacts,
-            builds: Vec::new(),
+            ..Provisioned::default()
         }
     }
 
@@ -135,7 +153,8 @@ pub trait Extension: Sync {
     fn prepare(&self, inputs: &mut Inputs, env: &Environment) -> anyhow::Result<Box<dyn Prepared>>;
 
     /// Removes what the sandbox holds, keeping what the extension promises to keep. Must be
-    /// idempotent, and must never touch anything the extension did not make (an attached VM).
+    /// idempotent, and must never touch anything the extension did not make (an attached VM:
+    /// tearing it down only detaches).
     fn teardown(&self, sandbox: TeardownContext<'_>) -> anyhow::Result<()>;
 }
 
@@ -143,6 +162,13 @@ pub trait Extension: Sync {
 pub trait Prepared: std::fmt::Debug + Send {
     /// Brings the sandbox up. Errors carry an [`crate::error::ErrorKind`] when cancelled.
     fn provision(self: Box<Self>, ctx: ProvisionContext<'_>) -> anyhow::Result<Provisioned>;
+
+    /// What the sandbox will hold that no other live sandbox of the extension may hold at the
+    /// same time; `create` refuses (unless forced) while a pending, provisioning or ready
+    /// sandbox holds it, checking and recording under one lock.
+    fn claim(&self) -> Option<Claim> {
+        None
+    }
 }
 
 impl std::fmt::Debug for dyn Extension {

@@ -20,6 +20,7 @@ pub fn require_tool(name: &str) {
         "kill" => " (Debian: apt-get install procps)",
         "strace" => " (Debian: apt-get install strace)",
         "shellcheck" => " (Debian: apt-get install shellcheck)",
+        "ssh" | "ssh-keygen" => " (Debian: apt-get install openssh-client)",
         _ => "",
     };
     assert!(

@@ -4,6 +4,7 @@
 //! Every test runs the real `sandboxer` binary in its own throwaway state dir, config dir and
 //! `HOME` (see `common`). Tests that need a tool fail, naming it, when it is missing.
 
+mod attach;
 mod cli;
 mod common;
 mod lifecycle;
@@ -11,5 +12,6 @@ mod operator;
 mod packer_build;
 mod placement;
 mod scripts;
+mod sshd;
 mod templates;
 mod tidy;

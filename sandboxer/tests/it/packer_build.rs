@@ -877,11 +877,13 @@ fn directory_template_builds() {
 // ---------------------------------------------------------------------------------------------
 
 #[test]
-fn attach_mode_is_not_available_yet() {
+fn input_mode_attach_overrides_a_build_profile() {
     let sandboxer = Sandboxer::new();
+    // The build profile's template is not needed, its vm_name is, and attach mode's own checks
+    // run: with no address for the VM, nothing is allocated.
     create(&sandboxer, &[], &["mode=attach"])
         .code(2)
-        .error_contains("not available yet");
+        .error_contains("attach mode needs the address of vm `example-vm`");
     let run = create(&sandboxer, &["--json"], &["mode=attach"]).code(2);
     assert_json_error(&run, "usage", 2);
     assert_no_sandbox(&sandboxer);

@@ -1,8 +1,11 @@
-//! `ext.vm-packer`: VM images built by HashiCorp Packer (build mode, in `build`); attach mode
-//! comes later. This module owns the input schema and dispatches on the mode.
+//! `ext.vm-packer`: VMs, built by HashiCorp Packer (build mode, in `build`) or adopted while
+//! they run (attach mode, the default, in `attach`). This module owns the input schema and
+//! dispatches on the mode.
 
+mod attach;
 mod build;
 pub mod machine_readable;
+pub mod port_registry;
 pub mod runner;
 mod selection;
 pub mod template;
@@ -12,7 +15,6 @@ use anyhow::Context as _;
 use camino::Utf8Path;
 
 use super::{Environment, Extension, Prepared, TeardownContext};
-use crate::error::usage;
 use crate::inputs::{InputSchema, InputSpec, Inputs, Kind};
 
 /// The `ext.vm-packer` extension.
@@ -21,21 +23,25 @@ pub struct VmPacker;
 
 pub const ID: &str = "ext.vm-packer";
 
+/// The mode that adopts a running VM; the default, as it was the first mode.
+const ATTACH: &str = "attach";
+const BUILD: &str = "build";
+
 /// Free-form inputs `var.NAME=value` become `-var NAME=value`.
 pub(super) const VAR_PREFIX: &str = "var.";
 
-static SPECS: [InputSpec; 8] = [
+static SPECS: [InputSpec; 14] = [
     InputSpec {
-        default: Some("build"),
-        allowed: &["build", "attach"],
+        default: Some(ATTACH),
+        allowed: &[ATTACH, BUILD],
         ..InputSpec::new(
             "mode",
-            "build: run a Packer build and keep its OVA; attach: use an existing VM",
+            "attach: adopt a VM that already runs, verified over SSH; build: run a Packer build and keep its OVA",
         )
     },
     InputSpec {
         required: true,
-        modes: &["build"],
+        modes: &[BUILD],
         ..InputSpec::new(
             "packer_template",
             "template file (*.pkr.hcl, *.pkr.json, legacy *.json) or directory; relative to the current directory",
@@ -88,6 +94,53 @@ static SPECS: [InputSpec; 8] = [
             "true: a var file setting a variable the template does not declare is an error, not a warning",
         )
     },
+    InputSpec {
+        modes: &[ATTACH],
+        validate: Some(crate::ssh::check_host),
+        ..InputSpec::new(
+            "host",
+            "the VM's SSH host; when absent, vm_name is looked up in the port registry",
+        )
+    },
+    InputSpec {
+        modes: &[ATTACH],
+        validate: Some(check_port),
+        ..InputSpec::new(
+            "ssh_port",
+            "the VM's SSH port: 22 with `host`, else the port registry's",
+        )
+    },
+    InputSpec {
+        modes: &[ATTACH],
+        validate: Some(crate::ssh::check_user),
+        ..InputSpec::new(
+            "ssh_user",
+            "log in as this user to verify the VM (ssh -o BatchMode=yes ... true)",
+        )
+    },
+    InputSpec {
+        modes: &[ATTACH],
+        ..InputSpec::new(
+            "ssh_identity",
+            "private key file to log in with (path only: never read or recorded); relative to the current directory",
+        )
+    },
+    InputSpec {
+        modes: &[ATTACH],
+        default: Some("10s"),
+        validate: Some(check_connect_timeout),
+        ..InputSpec::new(
+            "connect_timeout",
+            "how long the TCP connect and SSH banner, and then the login, may each take",
+        )
+    },
+    InputSpec {
+        modes: &[ATTACH],
+        ..InputSpec::new(
+            "port_registry",
+            "the-custodian's port registry (TOML); default $SANDBOXER_PORT_REGISTRY; relative to the current directory",
+        )
+    },
 ];
 
 pub(super) static SCHEMA: InputSchema = InputSchema {
@@ -104,7 +157,7 @@ impl Extension for VmPacker {
     }
 
     fn summary(&self) -> &'static str {
-        "VM images built by HashiCorp Packer; build mode keeps the OVA after teardown"
+        "VMs: attach mode adopts a running VM over SSH (teardown only detaches); build mode runs Packer and keeps the OVA"
     }
 
     fn input_schema(&self) -> &'static InputSchema {
@@ -112,15 +165,16 @@ impl Extension for VmPacker {
     }
 
     fn prepare(&self, inputs: &mut Inputs, env: &Environment) -> anyhow::Result<Box<dyn Prepared>> {
-        if inputs.mode() == Some("attach") {
-            return Err(usage(
-                "ext.vm-packer attach mode is not available yet; use --input mode=build, or a profile in build mode",
-            ));
+        match inputs.mode() {
+            Some(BUILD) => build::prepare(inputs, env),
+            _ => attach::prepare(inputs, env),
         }
-        build::prepare(inputs, env)
     }
 
     fn teardown(&self, sandbox: TeardownContext<'_>) -> anyhow::Result<()> {
+        if sandbox.mode == ATTACH {
+            return attach::teardown(sandbox);
+        }
         let TeardownContext {
             dirs, artifacts, ..
         } = sandbox;
@@ -183,6 +237,26 @@ pub(super) fn check_name(value: &str) -> Result<(), String> {
     } else {
         Err("is not a valid name: use 1 to 64 letters, digits, `.`, `_` or `-`, not starting with `-` or `.`".to_owned())
     }
+}
+
+fn check_port(value: &str) -> Result<(), String> {
+    crate::ssh::parse_port(value).map(drop)
+}
+
+/// The longest `connect_timeout`: a machine that takes longer to answer is not usable.
+const MAX_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+
+pub(super) fn parse_connect_timeout(value: &str) -> Result<std::time::Duration, String> {
+    let timeout = crate::duration::parse_std(value, "connect timeout")
+        .map_err(|problem| format!("is not a duration: {problem}"))?;
+    if timeout.is_zero() || timeout > MAX_CONNECT_TIMEOUT {
+        return Err("must be from 1s to 10m".to_owned());
+    }
+    Ok(timeout)
+}
+
+fn check_connect_timeout(value: &str) -> Result<(), String> {
+    parse_connect_timeout(value).map(drop)
 }
 
 pub(super) fn is_ova(path: &Utf8Path) -> bool {
