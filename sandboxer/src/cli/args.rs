@@ -64,7 +64,7 @@ pub(super) enum Command {
     List(ListArgs),
     /// Show one sandbox's record
     Show(IdArgs),
-    /// Tear sandboxes down (attach mode only detaches; build mode keeps its OVA); safe to repeat
+    /// Tear sandboxes down (attach: detach only; build: keep the OVA); safe to repeat
     #[command(
         after_help = "Every sandbox named is attempted, whatever happens to the others; the exit code is 1 if any failed."
     )]

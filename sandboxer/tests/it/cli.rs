@@ -60,7 +60,8 @@ fn transcripts() {
     let cases = trycmd::TestCases::new();
     hermetic(&cases)
         .register_bin("sandboxer-scratch", scratch_example())
-        .env("SANDBOXER_PROFILES", "");
+        .env("SANDBOXER_PROFILES", "")
+        .env("SANDBOXER_PORT_REGISTRY", "");
     cases_matching(&cases, "../tests/cmd/*.toml");
     cases_matching(&cases, "../docs/*.md").skip(PAGES_THAT_BUILD);
     cases.run();
@@ -82,6 +83,7 @@ fn transcripts_with_the_real_packer() {
         .env("HOME", "")
         .env("XDG_STATE_HOME", "")
         .env("SANDBOXER_PROFILES", "")
+        .env("SANDBOXER_PORT_REGISTRY", "")
         .env("COLUMNS", "100")
         .env("CLICOLOR_FORCE", "");
     cases_matching(&cases, "../tests/cmd/real-packer/*.toml");
@@ -90,8 +92,8 @@ fn transcripts_with_the_real_packer() {
     cases.run();
 }
 
-/// Cases under `tests/cmd/env/` set `SANDBOXER_PROFILES` themselves, which the harness-wide
-/// empty value above would override.
+/// Cases under `tests/cmd/env/` set `SANDBOXER_PROFILES` or `SANDBOXER_PORT_REGISTRY`
+/// themselves, which the harness-wide empty values above would override.
 #[test]
 fn transcripts_with_their_own_sandboxer_profiles() {
     let cases = trycmd::TestCases::new();

@@ -32,6 +32,7 @@ ttl = "1h"
 host = "hv1"
 {limit}
 [inputs]
+mode = "build"
 packer_template = "{}"
 vm_name = "sleeper"
 "var.seconds" = "{seconds}"

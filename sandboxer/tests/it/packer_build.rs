@@ -90,6 +90,7 @@ ttl = "1h"
 sensitive_inputs = ["var.token"]
 
 [inputs]
+mode = "build"
 packer_template = "{template}/plain-token.pkr.hcl"
 vm_name = "plain"
 "var.token" = "pr0file-s3cr3t"
@@ -102,6 +103,7 @@ extension = "ext.vm-packer"
 ttl = "2h"
 
 [inputs]
+mode = "build"
 packer_template = "{template}/project.pkr.hcl"
 vm_name = "build-{project}"
 "#;

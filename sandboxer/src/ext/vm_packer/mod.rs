@@ -157,7 +157,7 @@ impl Extension for VmPacker {
     }
 
     fn summary(&self) -> &'static str {
-        "VMs: attach mode adopts a running VM over SSH (teardown only detaches); build mode runs Packer and keeps the OVA"
+        "VMs: attach mode adopts a running VM over SSH and teardown only detaches; build mode runs Packer and keeps the OVA"
     }
 
     fn input_schema(&self) -> &'static InputSchema {

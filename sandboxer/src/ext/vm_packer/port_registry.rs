@@ -72,10 +72,12 @@ impl PortRegistry {
         let at = |span: std::ops::Range<usize>| format!("{shown_as}:{}", line_column(text, span.start));
         let file: RegistryFile = toml::from_str(text).map_err(|err| {
             let location = err.span().map_or_else(|| shown_as.to_owned(), &at);
-            usage(format!(
-                "{location}: port registry: {}",
-                err.message().trim_end()
-            ))
+            // serde names Rust types; people read TOML.
+            let message = err
+                .message()
+                .trim_end()
+                .replace("expected i64", "expected a whole number");
+            usage(format!("{location}: port registry: {message}"))
         })?;
         let port = |value: &Spanned<i64>, what: &str| -> anyhow::Result<u16> {
             u16::try_from(*value.get_ref())
