@@ -98,7 +98,10 @@ pub fn check_user(value: &str) -> Result<(), String> {
     if valid {
         Ok(())
     } else {
-        Err("is not a user name: use letters, digits, `.`, `_` and `-`, not starting with `-`".to_owned())
+        Err(
+            "is not a user name: use letters, digits, `.`, `_` and `-`, not starting with `-`"
+                .to_owned(),
+        )
     }
 }
 
@@ -197,7 +200,12 @@ fn probe_blocking(host: &str, port: u16, timeout: Duration) -> Result<String, Ss
     let place = endpoint(host, port);
     let addresses: Vec<SocketAddr> = (host, port)
         .to_socket_addrs()
-        .map_err(|err| SshError::new(Failure::Unreachable, format!("cannot resolve {host}: {err}")))?
+        .map_err(|err| {
+            SshError::new(
+                Failure::Unreachable,
+                format!("cannot resolve {host}: {err}"),
+            )
+        })?
         .collect();
     let mut stream = None;
     let mut refused = 0;
@@ -218,7 +226,10 @@ fn probe_blocking(host: &str, port: u16, timeout: Duration) -> Result<String, Ss
     }
     let Some(mut stream) = stream else {
         return Err(if addresses.is_empty() {
-            SshError::new(Failure::Unreachable, format!("{host} resolves to no address"))
+            SshError::new(
+                Failure::Unreachable,
+                format!("{host} resolves to no address"),
+            )
         } else if refused == addresses.len() {
             SshError::new(
                 Failure::NothingListening,
@@ -232,7 +243,10 @@ fn probe_blocking(host: &str, port: u16, timeout: Duration) -> Result<String, Ss
                         std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
                     ) =>
                 {
-                    SshError::new(Failure::Unreachable, format!("cannot connect to {place}: {err}"))
+                    SshError::new(
+                        Failure::Unreachable,
+                        format!("cannot connect to {place}: {err}"),
+                    )
                 }
                 _ => SshError::new(
                     Failure::TimedOut,
@@ -254,7 +268,9 @@ fn probe_blocking(host: &str, port: u16, timeout: Duration) -> Result<String, Ss
             } else {
                 Err(SshError::new(
                     Failure::NotSsh,
-                    format!("{place} speaks an SSH protocol version sandboxer cannot use: {banner:?}"),
+                    format!(
+                        "{place} speaks an SSH protocol version sandboxer cannot use: {banner:?}"
+                    ),
                 ))
             };
         }
@@ -640,7 +656,10 @@ impl SshClient {
             || has("No route to host")
             || has("Network is unreachable")
         {
-            return SshError::new(Failure::Unreachable, format!("cannot reach {place} ({said})"));
+            return SshError::new(
+                Failure::Unreachable,
+                format!("cannot reach {place} ({said})"),
+            );
         }
         SshError::new(
             Failure::Other,
@@ -855,10 +874,17 @@ mod tests {
             options.contains(r#"IdentityFile="/keys dir/it's 100%%/id_ed25519""#),
             "{options}"
         );
-        assert!(options.contains("StrictHostKeyChecking=accept-new"), "{options}");
+        assert!(
+            options.contains("StrictHostKeyChecking=accept-new"),
+            "{options}"
+        );
         assert!(options.contains("IdentitiesOnly=yes"), "{options}");
         assert!(!options.contains("BatchMode"), "{options}");
-        let command = client.command(&target(), &["echo".to_owned(), "a b".to_owned()], Session::Interactive);
+        let command = client.command(
+            &target(),
+            &["echo".to_owned(), "a b".to_owned()],
+            Session::Interactive,
+        );
         let args: Vec<String> = command
             .get_args()
             .map(|arg| arg.to_string_lossy().into_owned())
@@ -941,13 +967,18 @@ mod tests {
             ("something else entirely\n", Failure::Other),
         ];
         for (stderr, failure) in cases {
-            assert_eq!(client.classify(&target(), stderr).failure, failure, "{stderr}");
+            assert_eq!(
+                client.classify(&target(), stderr).failure,
+                failure,
+                "{stderr}"
+            );
         }
         let changed = client
             .classify(&target(), "Host key verification failed.\n")
             .to_string();
         assert!(
-            changed.contains("`'ssh-keygen' '-f' '/state/ssh/known_hosts' '-R' '[127.0.0.1]:2222'`"),
+            changed
+                .contains("`'ssh-keygen' '-f' '/state/ssh/known_hosts' '-R' '[127.0.0.1]:2222'`"),
             "{changed}"
         );
     }

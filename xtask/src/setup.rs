@@ -17,12 +17,17 @@ const DEMO_TOOLS: &[(&str, &str)] = &[
     ("tar", "tar"),
 ];
 /// What the tests run besides the demo's tools: `kill` signals builds, `strace` injects a
-/// SIGKILL at a chosen system call, `shellcheck` checks the shipped scripts.
+/// SIGKILL at a chosen system call, `shellcheck` checks the shipped scripts; the attach tests
+/// run a real sshd on loopback and reach it with the system ssh, with keys ssh-keygen makes at
+/// test time.
 const TEST_TOOLS: &[(&str, &str)] = &[
     ("make", "make"),
     ("shellcheck", "shellcheck"),
     ("kill", "procps"),
     ("strace", "strace"),
+    ("ssh", "openssh-client"),
+    ("ssh-keygen", "openssh-client"),
+    ("sshd", "openssh-server"),
 ];
 /// GNU time reports a run's peak memory.
 const BENCH_TOOLS: &[(&str, &str)] = &[("time", "time")];
@@ -34,11 +39,12 @@ pub fn run(sh: &Shell, purpose: Purpose) -> anyhow::Result<()> {
         Purpose::Test => wanted.extend_from_slice(TEST_TOOLS),
         Purpose::Bench => wanted.extend_from_slice(BENCH_TOOLS),
     }
-    let missing: Vec<&str> = wanted
+    let mut missing: Vec<&str> = wanted
         .iter()
         .filter(|(tool, _)| !on_path(tool))
         .map(|(_, package)| *package)
         .collect();
+    missing.dedup();
     if missing.is_empty() {
         eprintln!("xtask setup: all tools present");
         return Ok(());
@@ -68,9 +74,13 @@ pub fn run(sh: &Shell, purpose: Purpose) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Whether `tool` is installed: on PATH, or (for daemons such as sshd) in /usr/sbin, which a
+/// non-root PATH lacks.
 fn on_path(tool: &str) -> bool {
     let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path).any(|dir| dir.join(tool).is_file())
+    std::env::split_paths(&path)
+        .chain([std::path::PathBuf::from("/usr/sbin")])
+        .any(|dir| dir.join(tool).is_file())
 }
 
 fn is_root(sh: &Shell) -> bool {

@@ -52,7 +52,10 @@ fn id_of(record: &Value) -> String {
 /// `failed` with the same reason, and no SSH details were recorded.
 fn assert_attach_failed(sandboxer: &Sandboxer, run: Run, message: &str) -> Value {
     let run = run.code(1).error_contains(message);
-    let id = sandboxer.ids().pop().expect("the failed sandbox is recorded");
+    let id = sandboxer
+        .ids()
+        .pop()
+        .expect("the failed sandbox is recorded");
     run.error_contains(&format!("sandbox {id} failed: cannot attach vm"));
     let record = sandboxer.show(&id);
     assert_eq!(record["state"], "failed", "{record:#}");
@@ -188,7 +191,11 @@ ssh_port = 1
     team.extend(login.iter().cloned());
     let record = sandboxer.run(&args(&team)).success().json();
     assert_eq!(record["ssh"]["port"], sshd.port());
-    team.extend(["-i".to_owned(), "ssh_port=1".to_owned(), "--force".to_owned()]);
+    team.extend([
+        "-i".to_owned(),
+        "ssh_port=1".to_owned(),
+        "--force".to_owned(),
+    ]);
     assert_attach_failed(
         &sandboxer,
         sandboxer.run(&args(&team)),
@@ -241,7 +248,11 @@ fn sandboxer_ssh_passes_stdio_exit_codes_and_hostile_arguments_through() {
 
     // Stdin reaches the remote command; without a command, a login shell reads it.
     for (remote, input, output) in [
-        (&["--", "cat"][..], "line one\nline two\n", "line one\nline two\n"),
+        (
+            &["--", "cat"][..],
+            "line one\nline two\n",
+            "line one\nline two\n",
+        ),
         (&[][..], "echo from-the-shell\n", "from-the-shell\n"),
     ] {
         let mut full = vec!["ssh", id.as_str()];
@@ -269,7 +280,14 @@ fn nothing_listening_is_reported_as_such() {
     let sandboxer = Sandboxer::new();
     let port = free_port().to_string();
     let run = sandboxer.run(&[
-        "create", "--profile", "vm-attach", "-i", "vm_name=web", "-i", "host=127.0.0.1", "-i",
+        "create",
+        "--profile",
+        "vm-attach",
+        "-i",
+        "vm_name=web",
+        "-i",
+        "host=127.0.0.1",
+        "-i",
         &format!("ssh_port={port}"),
     ]);
     assert_attach_failed(
@@ -301,7 +319,14 @@ fn a_server_that_is_not_ssh_is_reported_as_such() {
     let port = greeting_server("220 mail.example.org ESMTP ready\r\n").to_string();
     let sandboxer = Sandboxer::new();
     let run = sandboxer.run(&[
-        "create", "--profile", "vm-attach", "-i", "vm_name=web", "-i", "host=127.0.0.1", "-i",
+        "create",
+        "--profile",
+        "vm-attach",
+        "-i",
+        "vm_name=web",
+        "-i",
+        "host=127.0.0.1",
+        "-i",
         &format!("ssh_port={port}"),
     ]);
     assert_attach_failed(
@@ -321,8 +346,17 @@ fn a_listener_that_never_speaks_times_out_within_connect_timeout() {
     let sandboxer = Sandboxer::new();
     let started = Instant::now();
     let run = sandboxer.run(&[
-        "create", "--profile", "vm-attach", "-i", "vm_name=web", "-i", "host=127.0.0.1", "-i",
-        &format!("ssh_port={port}"), "-i", "connect_timeout=1s",
+        "create",
+        "--profile",
+        "vm-attach",
+        "-i",
+        "vm_name=web",
+        "-i",
+        "host=127.0.0.1",
+        "-i",
+        &format!("ssh_port={port}"),
+        "-i",
+        "connect_timeout=1s",
     ]);
     let took = started.elapsed();
     assert_attach_failed(
@@ -333,7 +367,10 @@ fn a_listener_that_never_speaks_times_out_within_connect_timeout() {
         ),
     );
     assert!(took >= Duration::from_secs(1), "gave up early: {took:?}");
-    assert!(took < Duration::from_secs(10), "ignored connect_timeout: {took:?}");
+    assert!(
+        took < Duration::from_secs(10),
+        "ignored connect_timeout: {took:?}"
+    );
     drop(listener);
 }
 
@@ -384,10 +421,13 @@ fn a_changed_host_key_is_refused() {
     );
 
     // `sandboxer ssh` to the sandbox attached before the change is refused by ssh (255).
-    let run = sandboxer.run(&["ssh", &first, "--", "echo", "hello"]).code(255);
+    let run = sandboxer
+        .run(&["ssh", &first, "--", "echo", "hello"])
+        .code(255);
     assert!(run.stdout.is_empty(), "{}", run.describe());
     assert!(
-        run.stderr.contains("REMOTE HOST IDENTIFICATION HAS CHANGED"),
+        run.stderr
+            .contains("REMOTE HOST IDENTIFICATION HAS CHANGED"),
         "{}",
         run.describe()
     );
@@ -447,7 +487,10 @@ fn no_mode_means_attach() {
     assert_eq!(record["mode"], "attach");
     assert_eq!(record["inputs"]["mode"], "attach");
     assert_eq!(record["ssh"]["port"], sshd.port());
-    let profiles = sandboxer.run(&["profiles", "list", "--json"]).success().json();
+    let profiles = sandboxer
+        .run(&["profiles", "list", "--json"])
+        .success()
+        .json();
     let mine = profiles
         .as_array()
         .unwrap()
@@ -465,8 +508,15 @@ fn a_live_vm_is_attached_once_unless_forced() {
     let port = free_port().to_string();
     sandboxer
         .run(&[
-            "create", "--profile", "vm-attach", "-i", "vm_name=web", "-i", "host=127.0.0.1",
-            "-i", &format!("ssh_port={port}"),
+            "create",
+            "--profile",
+            "vm-attach",
+            "-i",
+            "vm_name=web",
+            "-i",
+            "host=127.0.0.1",
+            "-i",
+            &format!("ssh_port={port}"),
         ])
         .code(1);
     let first = id_of(&attach(&sandboxer, &sshd, "web"));
@@ -505,13 +555,17 @@ fn concurrent_attaches_of_one_vm_admit_exactly_one() {
         ready.len(),
         1,
         "{}",
-        runs.iter().map(Run::describe).collect::<Vec<_>>().join("\n")
+        runs.iter()
+            .map(Run::describe)
+            .collect::<Vec<_>>()
+            .join("\n")
     );
     let winner = id_of(&ready[0].json());
     for run in runs.iter().filter(|run| run.code != Some(0)) {
         assert_eq!(run.code, Some(1), "{}", run.describe());
         assert!(
-            run.stderr.contains(&format!("held by live sandbox {winner}")),
+            run.stderr
+                .contains(&format!("held by live sandbox {winner}")),
             "{}",
             run.describe()
         );

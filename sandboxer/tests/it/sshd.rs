@@ -20,7 +20,16 @@ pub fn keygen(path: &Path) {
         std::fs::create_dir_all(dir).unwrap();
     }
     let status = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", "sandboxer-test", "-f"])
+        .args([
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-C",
+            "sandboxer-test",
+            "-f",
+        ])
         .arg(path)
         .stdin(Stdio::null())
         .status()
@@ -150,7 +159,14 @@ impl Sshd {
     pub fn login_works(&self) -> bool {
         let known_hosts = self.dir.join("test_known_hosts");
         let output = Command::new("ssh")
-            .args(["-F", "none", "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes"])
+            .args([
+                "-F",
+                "none",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "IdentitiesOnly=yes",
+            ])
             .args(["-o", "StrictHostKeyChecking=no", "-o", "LogLevel=ERROR"])
             .arg("-o")
             .arg(format!("UserKnownHostsFile={}", known_hosts.display()))

@@ -14,9 +14,7 @@ use super::port_registry::{self, PortRegistry};
 use super::{parse_connect_timeout, remove_dir_if_present, required};
 use crate::cancel::Cancel;
 use crate::error::usage;
-use crate::ext::{
-    Claim, Environment, Prepared, ProvisionContext, Provisioned, TeardownContext,
-};
+use crate::ext::{Claim, Environment, Prepared, ProvisionContext, Provisioned, TeardownContext};
 use crate::inputs::Inputs;
 use crate::progress::{Event, Sink};
 use crate::record::ForwardedPort;
@@ -172,7 +170,11 @@ impl Attach {
             self.connect_timeout,
             cancel,
         )?;
-        let banner: String = banner.chars().filter(|c| !c.is_control()).take(200).collect();
+        let banner: String = banner
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(200)
+            .collect();
         note(progress, format!("{endpoint} speaks SSH: {banner}"))?;
         if let Some(client) = &self.login {
             note(

@@ -69,7 +69,8 @@ impl PortRegistry {
 
     /// Parses registry text; errors are located as `shown_as:line:column`.
     pub fn parse(text: &str, shown_as: &str) -> anyhow::Result<PortRegistry> {
-        let at = |span: std::ops::Range<usize>| format!("{shown_as}:{}", line_column(text, span.start));
+        let at =
+            |span: std::ops::Range<usize>| format!("{shown_as}:{}", line_column(text, span.start));
         let file: RegistryFile = toml::from_str(text).map_err(|err| {
             let location = err.span().map_or_else(|| shown_as.to_owned(), &at);
             // serde names Rust types; people read TOML.
@@ -154,10 +155,7 @@ impl PortRegistry {
         if let Some(entry) = self.vms.iter().find(|vm| vm.name == name) {
             return Ok(entry);
         }
-        let mut message = format!(
-            "vm `{name}` is not in the port registry {}",
-            self.shown_as
-        );
+        let mut message = format!("vm `{name}` is not in the port registry {}", self.shown_as);
         if self.vms.is_empty() {
             message.push_str(", which lists no VMs");
         } else {
@@ -227,7 +225,13 @@ ssh_port = 2202
                 purpose: "web preview".to_owned()
             }]
         );
-        assert!(registry.find("haskell-build-api").unwrap().forwarded_ports.is_empty());
+        assert!(
+            registry
+                .find("haskell-build-api")
+                .unwrap()
+                .forwarded_ports
+                .is_empty()
+        );
     }
 
     #[test]
@@ -241,24 +245,49 @@ ssh_port = 2202
         );
         let empty = PortRegistry::parse("", "empty.toml").unwrap();
         assert!(
-            empty.find("x").unwrap_err().to_string().contains("empty.toml, which lists no VMs")
+            empty
+                .find("x")
+                .unwrap_err()
+                .to_string()
+                .contains("empty.toml, which lists no VMs")
         );
     }
 
     #[test]
     fn mistakes_are_located() {
         let cases = [
-            ("[[vm]]\nname = \"a\"\nhost = \"h\"\nssh_port = 70000\n", "ports.toml:4:12: port registry: ssh_port 70000 is not a TCP port (1 to 65535)"),
-            ("[[vm]]\nname = \"a\"\nhost = \"h\"\nport = 22\n", "ports.toml:4:1: port registry: unknown field `port`, expected one of `name`, `host`, `ssh_port`, `forwarded_ports`"),
-            ("[[vm]]\nname = \"a\"\nhost = \"-oProxyCommand=x\"\nssh_port = 22\n", "ports.toml:3:8: port registry: host \"-oProxyCommand=x\" is not a host name or IP address: use letters, digits, `.`, `-`, `_` and `:`, not starting with `-`"),
-            ("[[vm]]\nname = \"a\"\nhost = \"h\"\nssh_port = 22\n[[vm]]\nname = \"a\"\nhost = \"h\"\nssh_port = 23\n", "ports.toml:6:8: port registry: vm `a` is listed twice (first at ports.toml:2:8)"),
-            ("[[vm]]\nname = \"a b\"\n", "ports.toml:1:1: port registry: missing field `host`"),
-            ("[[vm]\n", "ports.toml:1:6: port registry: unclosed array table, expected `]`"),
+            (
+                "[[vm]]\nname = \"a\"\nhost = \"h\"\nssh_port = 70000\n",
+                "ports.toml:4:12: port registry: ssh_port 70000 is not a TCP port (1 to 65535)",
+            ),
+            (
+                "[[vm]]\nname = \"a\"\nhost = \"h\"\nport = 22\n",
+                "ports.toml:4:1: port registry: unknown field `port`, expected one of `name`, `host`, `ssh_port`, `forwarded_ports`",
+            ),
+            (
+                "[[vm]]\nname = \"a\"\nhost = \"-oProxyCommand=x\"\nssh_port = 22\n",
+                "ports.toml:3:8: port registry: host \"-oProxyCommand=x\" is not a host name or IP address: use letters, digits, `.`, `-`, `_` and `:`, not starting with `-`",
+            ),
+            (
+                "[[vm]]\nname = \"a\"\nhost = \"h\"\nssh_port = 22\n[[vm]]\nname = \"a\"\nhost = \"h\"\nssh_port = 23\n",
+                "ports.toml:6:8: port registry: vm `a` is listed twice (first at ports.toml:2:8)",
+            ),
+            (
+                "[[vm]]\nname = \"a b\"\n",
+                "ports.toml:1:1: port registry: missing field `host`",
+            ),
+            (
+                "[[vm]\n",
+                "ports.toml:1:6: port registry: unclosed array table, expected `]`",
+            ),
         ];
         for (text, expected) in cases {
             let err = PortRegistry::parse(text, "ports.toml").unwrap_err();
             assert_eq!(kind_of(&err), ErrorKind::Usage);
-            assert!(err.to_string().starts_with(expected), "{err}\nexpected: {expected}");
+            assert!(
+                err.to_string().starts_with(expected),
+                "{err}\nexpected: {expected}"
+            );
         }
     }
 }
