@@ -195,6 +195,7 @@ when the sandbox was made.";
 #[derive(Debug, Args)]
 pub(super) struct SshArgs {
     /// Sandbox id, or a unique prefix of one
+    #[arg(add = ArgValueCompleter::new(complete::sandbox_ids))]
     pub id: String,
     /// The command to run, after `--`; without one, a login shell
     #[arg(last = true, value_name = "COMMAND")]
