@@ -704,6 +704,11 @@ mod tests {
             ..InputSpec::new("mode", "what to do")
         },
         InputSpec {
+            modes: &["attach"],
+            default: Some("10s"),
+            ..InputSpec::new("timeout", "how long to wait")
+        },
+        InputSpec {
             required: true,
             validate: Some(no_spaces),
             ..InputSpec::new("vm_name", "the VM's name")
@@ -826,6 +831,18 @@ mod tests {
         );
         let attach = layer(&[("mode", "attach"), ("vm_name", "a")], Origin::CommandLine);
         resolve("ext.x", &SCHEMA, &Layer::default(), &attach, &[]).unwrap();
+    }
+
+    #[test]
+    fn defaults_apply_only_in_their_mode() {
+        let build = layer(&[("vm_name", "a"), ("template", "t")], Origin::CommandLine);
+        let inputs = resolve("ext.x", &SCHEMA, &Layer::default(), &build, &[]).unwrap();
+        assert_eq!(inputs.get("timeout"), None);
+        let profile = layer(&[("mode", "build")], Origin::Profile("p:1:1".into()));
+        let attach = layer(&[("vm_name", "a"), ("mode", "attach")], Origin::CommandLine);
+        let inputs = resolve("ext.x", &SCHEMA, &profile, &attach, &[]).unwrap();
+        assert_eq!(inputs.get("timeout"), Some("10s"));
+        assert_eq!(inputs.origin("timeout"), Some(&Origin::Default));
     }
 
     #[test]

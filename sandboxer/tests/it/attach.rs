@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::common::{Run, Sandboxer};
+use crate::common::{Run, Sandboxer, signal};
 use crate::sshd::{Sshd, free_port, keygen};
 
 /// `create --profile vm-attach` for `vm_name` at the server, logging in with its test key.
@@ -371,6 +371,39 @@ fn a_listener_that_never_speaks_times_out_within_connect_timeout() {
         took < Duration::from_secs(10),
         "ignored connect_timeout: {took:?}"
     );
+    drop(listener);
+}
+
+#[test]
+fn ctrl_c_cancels_an_attach_at_once() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let sandboxer = Sandboxer::new();
+    let mut running = sandboxer.start(&[
+        "create",
+        "--profile",
+        "vm-attach",
+        "-i",
+        "vm_name=web",
+        "-i",
+        "host=127.0.0.1",
+        "-i",
+        &format!("ssh_port={port}"),
+        "-i",
+        "connect_timeout=60s",
+    ]);
+    running.wait_for_stderr("attaching vm `web`");
+    let asked = Instant::now();
+    signal(running.id(), "INT");
+    let run = running.finish().code(130);
+    assert!(
+        asked.elapsed() < Duration::from_secs(5),
+        "the cancel waited for connect_timeout: {:?}",
+        asked.elapsed()
+    );
+    run.error_contains("cancelled by SIGINT while probing 127.0.0.1:");
+    let id = sandboxer.ids().pop().unwrap();
+    assert_eq!(sandboxer.show(&id)["state"], "cancelled");
     drop(listener);
 }
 
