@@ -29,6 +29,7 @@ host = "hv1"
 max_concurrent = {max_concurrent}
 
 [inputs]
+mode = "build"
 packer_template = "{}"
 vm_name = "gated"
 "#,
