@@ -697,7 +697,7 @@ mod tests {
         }
     }
 
-    static SPECS: [InputSpec; 5] = [
+    static SPECS: [InputSpec; 6] = [
         InputSpec {
             default: Some("build"),
             allowed: &["build", "attach"],
