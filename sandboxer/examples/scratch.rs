@@ -17,7 +17,6 @@ use sandboxer::ext::{
     describe_artifact,
 };
 use sandboxer::inputs::{InputSchema, InputSpec, Inputs};
-use sandboxer::progress::Event;
 
 fn main() -> ExitCode {
     sandboxer::cli::main_with(&[&Scratch])
@@ -125,9 +124,8 @@ impl Prepared for Plan {
                     "while the scratch sandbox was warming up",
                 ));
             }
-            ctx.progress.emit(&Event::Phase {
-                message: format!("warming up: {second} of {} s", self.seconds),
-            });
+            ctx.progress
+                .note(format!("warming up: {second} of {} s", self.seconds));
             std::thread::sleep(Duration::from_secs(1));
         }
         let signed = if self.token.is_some() {
@@ -138,9 +136,7 @@ impl Prepared for Plan {
         let file = output.join("greeting.txt");
         std::fs::write(&file, format!("{}{signed}\n", self.greeting))
             .with_context(|| format!("writing {file}"))?;
-        ctx.progress.emit(&Event::Phase {
-            message: format!("wrote {file}"),
-        });
+        ctx.progress.note(format!("wrote {file}"));
         Ok(Provisioned::new(vec![describe_artifact(&file)?]))
     }
 }

@@ -5,11 +5,13 @@
 pub mod builtin;
 pub mod cancel;
 pub mod cli;
+pub mod config;
 pub mod doctor;
 pub mod duration;
 pub mod error;
 pub mod ext;
 pub mod files;
+pub mod hub;
 pub mod inputs;
 pub mod lifecycle;
 pub mod logs;

@@ -1,6 +1,6 @@
 //! Sandbox lifecycle: create, teardown, extend, gc, and noticing sandboxes whose owner died.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use jiff::Timestamp;
@@ -10,11 +10,16 @@ use crate::cancel::Cancel;
 use crate::duration::Ttl;
 use crate::error::{Error, ErrorKind, kind_of, usage};
 use crate::ext::{self, Environment, Extension, OnFailure, Prepared, ProvisionContext};
+use crate::hub::{self, Labels};
 use crate::inputs::{self, Inputs, Layer};
 use crate::placement::HostSlots;
 use crate::process;
 use crate::profile::{Catalog, Profile, SearchPath};
-use crate::progress::{Background, BatchSink, Event, FanOut, Sink};
+use crate::progress::cloudevents::Origin;
+use crate::progress::{
+    Background, BatchSink, Discard, Event, FanOut, Finish, Kind, Progress as _, Sink, Stamper,
+    Stream,
+};
 use crate::record::{Owner, Placement, Record, SCHEMA_VERSION, State};
 use crate::registry::{Listing, Registry};
 use crate::ssh::{Session, SshClient};
@@ -25,7 +30,13 @@ pub struct Config {
     pub registry: Registry,
     pub search: SearchPath,
     pub env: Environment,
+    /// Where published events go besides the caller's sinks; off by default.
+    pub hub: hub::Settings,
 }
+
+/// How long `create` waits for State Hub to take its last events once the provision is over;
+/// within the promise that a create returns at most 2 s after its build ends.
+const HUB_GRACE: Duration = Duration::from_millis(1500);
 
 /// `sandboxer create`, as plain data.
 #[derive(Debug, Clone, Default)]
@@ -52,6 +63,8 @@ pub struct Plan {
     pub inputs: Inputs,
     /// What the extension prepared, handed to its provision.
     pub prepared: Box<dyn Prepared>,
+    /// The State Hub workstream and task the sandbox's events belong to.
+    pub labels: Labels,
 }
 
 /// Resolves the profile and inputs of a request, failing before anything is written.
@@ -64,13 +77,23 @@ pub fn plan(config: &Config, request: &CreateRequest) -> anyhow::Result<Plan> {
             profile.id, profile.extension
         )
     })?;
-    let command_line = Layer(
-        request
-            .inputs
-            .iter()
-            .map(inputs::Assignment::to_setting)
-            .collect(),
-    );
+    // The State Hub labels are sandboxer's own inputs, whatever the extension.
+    let mut labels = profile.state_hub.clone();
+    let mut command_line = Layer::default();
+    for assignment in &request.inputs {
+        let label = match assignment.name.as_str() {
+            hub::WORKSTREAM_INPUT => &mut labels.workstream,
+            hub::TASK_INPUT => &mut labels.task,
+            _ => {
+                command_line.0.push(assignment.to_setting());
+                continue;
+            }
+        };
+        if assignment.value.trim().is_empty() {
+            return Err(usage(format!("--input {}= is empty", assignment.name)));
+        }
+        *label = Some(assignment.value.clone());
+    }
     let mut inputs = inputs::resolve(
         extension.id(),
         extension.input_schema(),
@@ -84,12 +107,17 @@ pub fn plan(config: &Config, request: &CreateRequest) -> anyhow::Result<Plan> {
         extension,
         inputs,
         prepared,
+        labels,
     })
 }
 
 /// Creates and provisions a sandbox: plan, (queue for a placement slot), allocate, provision,
 /// record. The record is written before provisioning starts and after it ends, whatever the
 /// outcome; on failure the error names the sandbox.
+///
+/// The sandbox's events are published to `progress` (quick sinks on this thread) and, when
+/// State Hub is configured, to State Hub through a background worker that this function waits
+/// for at most [`HUB_GRACE`] after the provision ends.
 pub fn create(
     config: &Config,
     request: &CreateRequest,
@@ -101,6 +129,7 @@ pub fn create(
         extension,
         inputs,
         prepared,
+        labels,
     } = plan(config, request)?;
     let registry = &config.registry;
     let placement_host = HostSlots::new(
@@ -157,28 +186,47 @@ pub fn create(
         forwarded_ports: Vec::new(),
     })?;
     drop(claims_lock);
+    let started = Instant::now();
     let id = record.id.clone();
     let dirs = registry.dirs(&id);
-    progress.emit(&Event::Phase {
-        message: format!("sandbox {id} ({}, {} mode)", profile.id, record.mode),
+    let origin = Origin::new(&process::hostname(), labels.workstream, labels.task);
+    // State Hub trouble never fails a build: a hub that cannot even start is a warning.
+    let mut hub = config.hub.endpoint.as_ref().and_then(|endpoint| {
+        hub::live::Live::start(&config.hub, endpoint, registry.root(), &id)
+            .map_err(|err| {
+                config
+                    .hub
+                    .warn(&format!("State Hub is off for this run: {err:#}"))
+            })
+            .ok()
+    });
+    let mut no_hub = Discard;
+    let hub_sink: &mut dyn Sink = match hub.as_mut() {
+        Some(live) => live,
+        None => &mut no_hub,
+    };
+    let mut sinks = FanOut::default().with(progress).with(hub_sink);
+    let mut stamper = Stamper::new(&id, origin);
+    let mut stream = Stream {
+        stamper: &mut stamper,
+        sink: &mut sinks,
+    };
+    stream.publish(Kind::Created {
+        profile: profile.id.clone(),
+        extension: extension.id().to_owned(),
+        mode: record.mode.clone(),
+        placement_host: profile.placement.host.clone(),
+        expires_at,
     });
 
     let outcome = (|| {
         let slot = match slot.take() {
             Some(slot) => slot,
             None => placement_host.acquire(cancel, |place| {
-                let message = if place == 1 {
-                    format!(
-                        "waiting for a free placement slot on `{}` (next in line)",
-                        profile.placement.host
-                    )
-                } else {
-                    format!(
-                        "waiting for a placement slot on `{}`: place {place} in the queue",
-                        profile.placement.host
-                    )
-                };
-                progress.emit(&Event::Phase { message });
+                stream.publish(Kind::Queued {
+                    placement_host: profile.placement.host.clone(),
+                    place,
+                });
             })?,
         };
         registry.update(&id, |record| {
@@ -186,8 +234,9 @@ pub fn create(
             record.placement.slot = slot.index;
             record.log = Some(dirs.log.clone());
         })?;
-        progress.emit(&Event::Phase {
-            message: format!("provisioning on `{}`", profile.placement.host),
+        stream.publish(Kind::ProvisioningStarted {
+            placement_host: profile.placement.host.clone(),
+            slot: slot.index,
         });
         // The record learns the running tool's process group on a worker of its own: the
         // build never waits for the record lock or an fsync.
@@ -198,24 +247,38 @@ pub fn create(
         })
         .context("starting the record writer")?;
         let provisioned = {
-            let mut sinks = FanOut::default().with(&mut recorder).with(progress);
+            let mut with_recorder = FanOut::default().with(&mut recorder).with(stream.sink);
+            let mut provision_stream = Stream {
+                stamper: stream.stamper,
+                sink: &mut with_recorder,
+            };
             prepared.provision(ProvisionContext {
                 sandbox_id: &id,
                 dirs: &dirs,
                 placement_host: &profile.placement.host,
                 on_failure: request.on_failure.unwrap_or(profile.on_failure),
                 env: &config.env,
-                progress: &mut sinks,
+                progress: &mut provision_stream,
                 cancel,
             })
         };
         drop(slot);
+        if let Ok(provisioned) = &provisioned {
+            for artifact in &provisioned.artifacts {
+                stream.publish(Kind::Artifact {
+                    path: artifact.path.clone(),
+                    bytes: artifact.bytes,
+                    sha256: artifact.sha256.clone(),
+                });
+            }
+        }
         // Drained before the final state is written, so no late update can follow it.
         let (recorder, _) = recorder.finish();
         provisioned.map(|provisioned| (provisioned, recorder.error))
     })();
+    let hub_deadline = Instant::now() + HUB_GRACE;
 
-    match outcome {
+    let (result, finish, reason) = match outcome {
         Ok((provisioned, recorder_error)) => {
             let record = registry.update(&id, |record| {
                 record.state = State::Ready;
@@ -224,13 +287,14 @@ pub fn create(
                 record.ssh = provisioned.ssh;
                 record.forwarded_ports = provisioned.forwarded_ports;
                 record.owner = None;
-            })?;
-            if let Some(err) = recorder_error {
-                return Err(err.context(format!(
+            });
+            let result = match (record, recorder_error) {
+                (Ok(_), Some(err)) => Err(err.context(format!(
                     "sandbox {id} is ready, but its record missed an update"
-                )));
-            }
-            Ok(record)
+                ))),
+                (record, _) => record,
+            };
+            (result, Finish::Ready, None)
         }
         Err(err) => {
             let state = match kind_of(&err) {
@@ -238,16 +302,43 @@ pub fn create(
                 _ => State::Failed,
             };
             let reason = summarize(&format!("{err:#}"));
-            registry
+            let recorded = registry
                 .update(&id, |record| {
                     record.state = state;
-                    record.state_reason = Some(reason);
+                    record.state_reason = Some(reason.clone());
                     record.owner = None;
                 })
-                .with_context(|| format!("recording the failure of sandbox {id}"))?;
-            Err(err.context(format!("sandbox {id} {state}")))
+                .with_context(|| format!("recording the failure of sandbox {id}"));
+            let finish = if state == State::Cancelled {
+                Finish::Cancelled
+            } else {
+                Finish::Failed
+            };
+            let result = match recorded {
+                Ok(_) => Err(err.context(format!("sandbox {id} {state}"))),
+                Err(record_err) => Err(record_err),
+            };
+            (result, finish, Some(reason))
         }
+    };
+    let reason = match (&result, reason) {
+        (Err(err), None) => Some(summarize(&format!("{err:#}"))),
+        (_, reason) => reason,
+    };
+    stream.publish(Kind::Finished {
+        state: if result.is_err() && finish == Finish::Ready {
+            Finish::Failed
+        } else {
+            finish
+        },
+        duration: started.elapsed(),
+        reason,
+    });
+    drop(sinks);
+    if let Some(hub) = hub {
+        hub.finish(hub_deadline);
     }
+    result
 }
 
 /// Refuses a claim that a live (pending, provisioning or ready) sandbox of the same extension

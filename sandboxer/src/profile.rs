@@ -69,6 +69,8 @@ pub struct Profile {
     pub source: Source,
     /// `file:line:column` of the `id` value, for reports about duplicates.
     pub id_location: String,
+    /// `[state_hub]`: the workstream and task the sandbox's events belong to.
+    pub state_hub: crate::hub::Labels,
 }
 
 impl Profile {
@@ -209,9 +211,20 @@ struct ProfileFile {
     sensitive_inputs: Vec<Spanned<String>>,
     #[serde(default)]
     on_failure: OnFailure,
+    #[serde(default)]
+    state_hub: StateHubFile,
 }
 
-const PROFILE_KEYS: [&str; 9] = [
+/// `[state_hub]` as written.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct StateHubFile {
+    workstream: Option<Spanned<String>>,
+    task: Option<Spanned<String>>,
+}
+
+const PROFILE_KEYS: [&str; 10] = [
+    "state_hub",
     "on_failure",
     "max_concurrent",
     "id",
@@ -431,8 +444,29 @@ pub fn parse(text: &str, display_path: &str, source: Source) -> anyhow::Result<P
         sensitive_inputs.push(name.into_inner());
     }
 
+    let mut state_hub = crate::hub::Labels::default();
+    for (key, value, slot) in [
+        (
+            "workstream",
+            file.state_hub.workstream,
+            &mut state_hub.workstream,
+        ),
+        ("task", file.state_hub.task, &mut state_hub.task),
+    ] {
+        if let Some(value) = value {
+            if value.get_ref().trim().is_empty() {
+                return Err(usage(format!(
+                    "{}: [state_hub] {key} is empty; leave it out instead",
+                    at(value.span())
+                )));
+            }
+            *slot = Some(value.into_inner());
+        }
+    }
+
     let id_location = at(file.id.span());
     Ok(Profile {
+        state_hub,
         id: file.id.into_inner(),
         description: file.description,
         extension: file.extension.into_inner(),

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cancel::{Cancel, cancelled_error};
 use crate::process;
-use crate::progress::{Event, Sink};
+use crate::progress::{Event, Progress};
 
 /// Where a machine's SSH server is, and who to log in as. Holds a key's path, never its
 /// contents.
@@ -480,7 +480,7 @@ impl SshClient {
         connect_timeout: Duration,
         deadline: Option<Duration>,
         cancel: &Cancel,
-        progress: &mut dyn Sink,
+        progress: &mut dyn Progress,
     ) -> anyhow::Result<RemoteOutput> {
         let mut command = self.command(target, remote_argv, Session::Batch { connect_timeout });
         command
@@ -567,7 +567,7 @@ impl SshClient {
         target: &SshTarget,
         timeout: Duration,
         cancel: &Cancel,
-        progress: &mut dyn Sink,
+        progress: &mut dyn Progress,
     ) -> anyhow::Result<()> {
         let output = self.run(
             target,

@@ -1,6 +1,7 @@
 //! `cargo xtask <task>`: the project's chores, as Rust instead of shell scripts.
 
 mod bench;
+mod bench_hub;
 mod check;
 mod demo;
 mod install;
@@ -18,6 +19,7 @@ tasks:
   demo                     setup, then build the bundled example OVA through sandboxer
   check                    setup, then fmt --check, clippy -D warnings and every test
   bench                    speed and memory targets, as ratios measured in one run
+  bench-hub                create with a State Hub answering after 2 s vs none (ratio <= 1.02)
   man [DIR]                man pages for every command (default DIR: target/man)
   install [--prefix P] [--destdir D] [--binary B]
                            build (unless --binary) and install the binary, man pages and
@@ -37,6 +39,7 @@ fn main() -> anyhow::Result<()> {
         ["demo"] => demo::run(&sh),
         ["check"] => check::run(&sh),
         ["bench"] => bench::run(&sh),
+        ["bench-hub"] => bench_hub::run(&sh),
         ["man"] => man::generate(&sh.current_dir().join("target/man")).map(|pages| {
             eprintln!("wrote {} man pages to target/man", pages.len());
         }),

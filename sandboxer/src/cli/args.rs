@@ -48,7 +48,7 @@ pub(super) struct GlobalArgs {
     #[arg(long = "profiles-dir", global = true, value_name = "DIR")]
     pub profiles_dirs: Vec<Utf8PathBuf>,
 
-    /// Say more about what is decided along the way (e.g. which checks an extension skipped)
+    /// Say more about what is decided along the way (e.g. which checks an extension skipped, whether State Hub is on)
     #[arg(long, short, global = true)]
     pub verbose: bool,
 }
@@ -94,6 +94,29 @@ pub(super) enum Command {
         after_help = "Install it where your shell looks, for example:\n  sandboxer completions bash > ~/.local/share/bash-completion/completions/sandboxer\n  sandboxer completions zsh > ~/.zfunc/_sandboxer\n  sandboxer completions fish > ~/.config/fish/completions/sandboxer.fish\n`make install` installs all three."
     )]
     Completions(CompletionsArgs),
+    /// State Hub delivery: what waits in the spool, and sending it
+    #[command(subcommand, after_help = HUB_HELP)]
+    Hub(HubCommand),
+}
+
+pub(super) const HUB_HELP: &str = "\
+State Hub is configured by STATE_HUB_URL (or `url` in the [state_hub] table of
+$XDG_CONFIG_HOME/sandboxer/config.toml) and STATE_HUB_TOKEN (or STATE_HUB_TOKEN_FILE).
+Events a create could not deliver wait in the spool in the state directory.";
+
+#[derive(Debug, Subcommand)]
+pub(super) enum HubCommand {
+    /// Show the State Hub URL, the events waiting per sandbox, and the last delivery error
+    Status(JsonArg),
+    /// Send every waiting event, in order, and empty the spool
+    Flush(JsonArg),
+}
+
+/// How `create` reports progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(super) enum ProgressFormat {
+    Human,
+    Jsonl,
 }
 
 #[derive(Debug, Args)]
@@ -124,9 +147,23 @@ pub(super) struct CreateArgs {
     /// Print the final record (or an error object) as JSON on stdout
     #[arg(long)]
     pub json: bool,
-    /// Do not show the provision's progress on stderr
+    /// `human`: a live status line on a terminal, timestamped lines elsewhere (on stderr);
+    /// `jsonl`: also each event as a CloudEvents JSON line on stdout, instead of the id
+    #[arg(long, value_name = "FORMAT", default_value = "human")]
+    pub progress: ProgressFormat,
+    /// Publish a heartbeat when the build has been silent this long (0: never)
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = heartbeat)]
+    pub heartbeat: std::time::Duration,
+    /// Print only errors and the result: no progress on stderr
     #[arg(long, short)]
     pub quiet: bool,
+}
+
+fn heartbeat(text: &str) -> Result<std::time::Duration, String> {
+    if text == "0" {
+        return Ok(std::time::Duration::ZERO);
+    }
+    duration::parse_std(text, "heartbeat interval")
 }
 
 fn cancel_timeout(text: &str) -> Result<std::time::Duration, String> {
@@ -268,6 +305,7 @@ impl Command {
             Command::Profiles(ProfilesCommand::Show(args)) => args.json,
             Command::Doctor(args) => args.json,
             Command::Logs(_) | Command::Completions(_) => false,
+            Command::Hub(HubCommand::Status(args) | HubCommand::Flush(args)) => args.json,
         }
     }
 }

@@ -8,7 +8,7 @@ mod complete;
 mod render;
 
 use std::ffi::OsString;
-use std::io::Write as _;
+use std::io::{IsTerminal as _, Write as _};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -19,13 +19,16 @@ use clap::{CommandFactory as _, Parser as _};
 use crate::cancel::Cancel;
 use crate::error::{kind_of, usage};
 use crate::ext::{self, Environment};
+use crate::hub;
 use crate::lifecycle::{self, Config, CreateRequest, TeardownOutcome};
 use crate::profile::{Catalog, SearchPath};
-use crate::progress::Terminal;
+use crate::progress::FanOut;
+use crate::progress::cloudevents::JsonLines;
+use crate::progress::terminal::{Mode, Terminal};
 use crate::registry::Registry;
 use args::{
-    Cli, Command, CreateArgs, ExtendArgs, GcArgs, GlobalArgs, IdArgs, ListArgs, LogsArgs,
-    ProfilesCommand, SshArgs, TeardownArgs,
+    Cli, Command, CreateArgs, ExtendArgs, GcArgs, GlobalArgs, HubCommand, IdArgs, ListArgs,
+    LogsArgs, ProfilesCommand, ProgressFormat, SshArgs, TeardownArgs,
 };
 
 /// The whole command line as clap sees it: for man pages and completion scripts.
@@ -99,7 +102,7 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
 fn run(cli: Cli) -> anyhow::Result<()> {
     let search = search_path(&cli.global.profiles_dirs)?;
     match cli.command {
-        Command::Create(args) => create(config(&cli.global, search)?, args),
+        Command::Create(args) => create(config(&cli.global, search)?, args, &cli.global),
         Command::List(args) => list(&config(&cli.global, search)?, &args),
         Command::Extend(args) => extend(&config(&cli.global, search)?, &args),
         Command::Gc(args) => gc(&config(&cli.global, search)?, &args),
@@ -118,6 +121,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Logs(args) => logs(&config(&cli.global, search)?, &args),
         Command::Doctor(args) => doctor(&cli.global, &search, args.json),
+        Command::Hub(HubCommand::Status(args)) => {
+            let config = config(&cli.global, search)?;
+            let status = hub::status(config.registry.root(), &hub_settings(&cli.global)?)?;
+            render::hub_status(&status, args.json)
+        }
+        Command::Hub(HubCommand::Flush(args)) => {
+            let config = config(&cli.global, search)?;
+            hub_flush(&config, &hub_settings(&cli.global)?, args.json)
+        }
         Command::Completions(args) => {
             let mut out = render::stdout();
             complete::registration(args.shell, &mut out)?;
@@ -144,17 +156,54 @@ fn env_path(name: &str) -> anyhow::Result<Option<Utf8PathBuf>> {
     Ok(env_var(name)?.map(Utf8PathBuf::from))
 }
 
-fn search_path(profiles_dirs: &[Utf8PathBuf]) -> anyhow::Result<SearchPath> {
-    let env_list = env_var("SANDBOXER_PROFILES")?;
-    let config_dir = match env_path("XDG_CONFIG_HOME")? {
+/// `$XDG_CONFIG_HOME`, else `~/.config`.
+fn config_dir() -> anyhow::Result<Option<Utf8PathBuf>> {
+    Ok(match env_path("XDG_CONFIG_HOME")? {
         Some(dir) => Some(dir),
         None => env_path("HOME")?.map(|home| home.join(".config")),
-    };
+    })
+}
+
+fn search_path(profiles_dirs: &[Utf8PathBuf]) -> anyhow::Result<SearchPath> {
+    let env_list = env_var("SANDBOXER_PROFILES")?;
     Ok(SearchPath::standard(
         profiles_dirs,
         env_list.as_deref(),
-        config_dir.as_deref(),
+        config_dir()?.as_deref(),
     ))
+}
+
+/// State Hub's settings from the environment and the user config file; errors (a token for
+/// plain http, an unreadable token file) before anything runs.
+fn hub_settings(global: &GlobalArgs) -> anyhow::Result<hub::Settings> {
+    let config_url = match config_dir()? {
+        Some(dir) => crate::config::load(&dir.join("sandboxer/config.toml"))?.state_hub_url,
+        None => None,
+    };
+    let settings = hub::resolve(&hub::Sources {
+        url: env_var("STATE_HUB_URL")?,
+        token: env_var("STATE_HUB_TOKEN")?,
+        token_file: env_path("STATE_HUB_TOKEN_FILE")?,
+        config_url,
+    })?;
+    if global.verbose {
+        match &settings.endpoint {
+            None => render::note(
+                "sandboxer: State Hub is off (no STATE_HUB_URL, and no [state_hub] url in the config file)",
+            ),
+            Some(endpoint) => render::note(&format!(
+                "sandboxer: State Hub events go to {} (from {}), {}",
+                endpoint.events_url(),
+                settings.url_from,
+                if endpoint.token.is_some() {
+                    "with a token"
+                } else {
+                    "without a token"
+                }
+            )),
+        }
+    }
+    Ok(settings)
 }
 
 /// The state directory: `--state-dir`, else `$SANDBOXER_HOME` (both arrive through clap when
@@ -195,14 +244,24 @@ fn config(global: &GlobalArgs, search: SearchPath) -> anyhow::Result<Config> {
             verbose: global.verbose,
             known_hosts: registry.known_hosts(),
             port_registry: env_path("SANDBOXER_PORT_REGISTRY")?,
+            heartbeat: Some(std::time::Duration::from_secs(60)),
         },
         registry,
         search,
+        hub: hub::Settings::default(),
     })
 }
 
-fn create(mut config: Config, args: CreateArgs) -> anyhow::Result<()> {
+fn create(mut config: Config, args: CreateArgs, global: &GlobalArgs) -> anyhow::Result<()> {
+    let jsonl = args.progress == ProgressFormat::Jsonl;
+    if jsonl && args.json {
+        return Err(usage(
+            "--progress=jsonl and --json both write to stdout: use --json for the final record only, or --progress=jsonl for every event (its last one, `finished`, carries the outcome)",
+        ));
+    }
     config.env.cancel_timeout = args.cancel_timeout;
+    config.env.heartbeat = Some(args.heartbeat).filter(|interval| !interval.is_zero());
+    config.hub = hub_settings(global)?;
     let request = CreateRequest {
         profile: args.profile,
         inputs: args.inputs,
@@ -233,8 +292,27 @@ fn create(mut config: Config, args: CreateArgs) -> anyhow::Result<()> {
             }
         })
     };
-    let mut terminal = Terminal { quiet: args.quiet };
-    let result = lifecycle::create(&config, &request, &mut terminal, &cancel);
+    let mode = if args.quiet {
+        Mode::Quiet
+    } else if std::io::stderr().is_terminal() {
+        Mode::Live {
+            color: env_var("NO_COLOR").ok().flatten().is_none(),
+        }
+    } else {
+        Mode::Plain
+    };
+    let mut terminal = Terminal::new(mode);
+    let notifier = terminal.notifier();
+    config.hub.warn = Some(Arc::new(move |text: &str| notifier.warn(text)));
+    let result = {
+        let mut lines = JsonLines;
+        let mut sinks = FanOut::default().with(&mut terminal);
+        if jsonl {
+            sinks = sinks.with(&mut lines);
+        }
+        lifecycle::create(&config, &request, &mut sinks, &cancel)
+    };
+    drop(terminal); // clears the status line before the result is printed
     signals_handle.close();
     let _ = signal_thread.join();
 
@@ -242,12 +320,25 @@ fn create(mut config: Config, args: CreateArgs) -> anyhow::Result<()> {
     render::note(&render::describe_ready(&record));
     if args.json {
         render::json(&record)
+    } else if jsonl {
+        Ok(()) // stdout holds the events; the last one names the sandbox and its state
     } else {
         let mut out = render::stdout();
         writeln!(out, "{}", record.id)?;
         out.flush()?;
         Ok(())
     }
+}
+
+/// `hub flush`: sends what waits in the spool and reports per sandbox.
+fn hub_flush(config: &Config, settings: &hub::Settings, json: bool) -> anyhow::Result<()> {
+    let Some(endpoint) = &settings.endpoint else {
+        return Err(usage(
+            "State Hub is off: set STATE_HUB_URL (or `url` in the [state_hub] table of the config file) to flush the spool",
+        ));
+    };
+    let flushed = hub::flush(config.registry.root(), endpoint)?;
+    render::hub_flush(&flushed, json)
 }
 
 fn list(config: &Config, args: &ListArgs) -> anyhow::Result<()> {

@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use crate::duration::{human_elapsed, human_remaining};
 use crate::ext;
+use crate::hub;
 use crate::lifecycle::{GcReport, Outcome, TeardownOutcome};
 use crate::profile::{Catalog, Entry, InputRow};
 use crate::record::Record;
@@ -347,6 +348,16 @@ pub(super) fn profile_show(
         profile.placement.host
     ));
     text.push_str(&format!("on_failure:  {}\n", profile.on_failure));
+    let labels = [
+        ("workstream", &profile.state_hub.workstream),
+        ("task", &profile.state_hub.task),
+    ]
+    .iter()
+    .filter_map(|(key, value)| value.as_ref().map(|value| format!("{key} = {value:?}")))
+    .collect::<Vec<_>>();
+    if !labels.is_empty() {
+        text.push_str(&format!("state_hub:   {}\n", labels.join(", ")));
+    }
     text.push_str("inputs:\n");
     let width = inputs
         .iter()
@@ -398,5 +409,82 @@ pub(super) fn doctor(checks: &[crate::doctor::Check], as_json: bool) -> anyhow::
         }
     }
     out.flush()?;
+    Ok(())
+}
+
+/// `hub status`: the URL, what waits per sandbox, the last delivery error.
+pub(super) fn hub_status(status: &hub::Status, as_json: bool) -> anyhow::Result<()> {
+    if as_json {
+        return json(status);
+    }
+    let mut text = String::new();
+    match (&status.url, &status.url_from) {
+        (Some(url), from) => text.push_str(&format!(
+            "State Hub: {url} (from {}), {}\n",
+            from.as_deref().unwrap_or("?"),
+            if status.token {
+                "with a token"
+            } else {
+                "without a token"
+            }
+        )),
+        (None, _) => text.push_str(
+            "State Hub: off (set STATE_HUB_URL, or `url` in the [state_hub] table of the config file)\n",
+        ),
+    }
+    if status.waiting.is_empty() {
+        text.push_str("waiting: nothing\n");
+    } else {
+        text.push_str("waiting:\n");
+        for waiting in &status.waiting {
+            let mut line = format!("  {}  {} event(s)", waiting.sandbox, waiting.events);
+            if let Some(oldest) = &waiting.oldest {
+                line.push_str(&format!(", oldest {oldest}"));
+            }
+            if waiting.in_use {
+                line.push_str(", being delivered by a running sandboxer");
+            }
+            if let Some(error) = &waiting.error {
+                line.push_str(&format!(", unreadable: {error}"));
+            }
+            text.push_str(&line);
+            text.push('\n');
+        }
+    }
+    match &status.health.last_error {
+        Some(error) => text.push_str(&format!(
+            "last delivery error: {} at {}\n",
+            error.message, error.at
+        )),
+        None => text.push_str("last delivery error: none\n"),
+    }
+    if let Some(at) = &status.health.last_delivered_at {
+        text.push_str(&format!("last delivery: {at}\n"));
+    }
+    let mut out = stdout();
+    out.write_all(text.as_bytes())?;
+    out.flush()?;
+    Ok(())
+}
+
+/// `hub flush`: one line per sandbox on stderr, or the outcomes as JSON on stdout.
+pub(super) fn hub_flush(flushed: &[hub::Flushed], as_json: bool) -> anyhow::Result<()> {
+    if as_json {
+        return json(&flushed);
+    }
+    let mut stderr = std::io::stderr().lock();
+    for entry in flushed {
+        let _ = match &entry.skipped {
+            Some(why) => writeln!(stderr, "{}: skipped: {why}", entry.sandbox),
+            None => writeln!(
+                stderr,
+                "{}: delivered {} event(s)",
+                entry.sandbox, entry.delivered
+            ),
+        };
+    }
+    if flushed.is_empty() {
+        let _ = writeln!(stderr, "nothing waits in the spool");
+    }
     Ok(())
 }

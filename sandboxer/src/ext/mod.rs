@@ -6,7 +6,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::cancel::Cancel;
 use crate::inputs::{InputSchema, Inputs};
-use crate::progress::Sink;
+use crate::progress::Progress;
 use crate::record::{Artifact, BuildRun, ForwardedPort};
 use crate::registry::SandboxDirs;
 use crate::ssh::SshTarget;
@@ -29,6 +29,8 @@ pub struct Environment {
     pub known_hosts: Utf8PathBuf,
     /// the-custodian's port registry (`$SANDBOXER_PORT_REGISTRY`), when set.
     pub port_registry: Option<Utf8PathBuf>,
+    /// How long a tool may stay silent before a heartbeat is published; `None`: no heartbeats.
+    pub heartbeat: Option<std::time::Duration>,
 }
 
 /// What a provision gets to work with.
@@ -39,8 +41,8 @@ pub struct ProvisionContext<'a> {
     pub placement_host: &'a str,
     pub on_failure: OnFailure,
     pub env: &'a Environment,
-    /// Where to report progress; extensions never print.
-    pub progress: &'a mut dyn Sink,
+    /// Where to report progress (notes, steps, artifacts, tool output); extensions never print.
+    pub progress: &'a mut dyn Progress,
     /// Polled between steps; a running tool is signalled through it directly.
     pub cancel: &'a Cancel,
 }

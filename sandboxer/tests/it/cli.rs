@@ -27,6 +27,10 @@ fn hermetic(cases: &trycmd::TestCases) -> &trycmd::TestCases {
         // clap wraps help to $COLUMNS when no stream is a terminal, and may colour it.
         .env("COLUMNS", "100")
         .env("CLICOLOR_FORCE", "")
+        // No State Hub of the developer's: cases that want one set it themselves.
+        .env("STATE_HUB_URL", "")
+        .env("STATE_HUB_TOKEN", "")
+        .env("STATE_HUB_TOKEN_FILE", "")
 }
 
 /// The extension SDK's example program (`sandboxer/examples/scratch.rs`), which
@@ -85,7 +89,10 @@ fn transcripts_with_the_real_packer() {
         .env("SANDBOXER_PROFILES", "")
         .env("SANDBOXER_PORT_REGISTRY", "")
         .env("COLUMNS", "100")
-        .env("CLICOLOR_FORCE", "");
+        .env("CLICOLOR_FORCE", "")
+        .env("STATE_HUB_URL", "")
+        .env("STATE_HUB_TOKEN", "")
+        .env("STATE_HUB_TOKEN_FILE", "");
     cases_matching(&cases, "../tests/cmd/real-packer/*.toml");
     cases_matching(&cases, "../docs/runbooks/*.md");
     cases_matching(&cases, PAGES_THAT_BUILD);

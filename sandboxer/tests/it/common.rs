@@ -47,8 +47,8 @@ pub fn fixtures() -> PathBuf {
 /// Variables of the test's own environment that never reach sandboxer: sandboxer's own
 /// settings, Packer's (logging, config, cache, `PKR_VAR_*` template variables), and Packer's
 /// version check switch, which sandboxer must turn off itself.
-const SCRUBBED_ENV_PREFIXES: &[&str] = &["SANDBOXER_", "PACKER_", "PKR_VAR_"];
-const SCRUBBED_ENV: &[&str] = &["XDG_STATE_HOME", "CHECKPOINT_DISABLE"];
+const SCRUBBED_ENV_PREFIXES: &[&str] = &["SANDBOXER_", "PACKER_", "PKR_VAR_", "STATE_HUB_"];
+const SCRUBBED_ENV: &[&str] = &["XDG_STATE_HOME", "CHECKPOINT_DISABLE", "NO_COLOR"];
 
 /// One isolated sandboxer installation, all below one temporary root: its state dir
 /// (`SANDBOXER_HOME`), config dir (`XDG_CONFIG_HOME`), `HOME` and working directory.

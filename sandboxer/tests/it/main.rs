@@ -7,11 +7,14 @@
 mod attach;
 mod cli;
 mod common;
+mod hub_server;
 mod lifecycle;
 mod operator;
 mod packer_build;
 mod placement;
+mod progress_hub;
 mod scripts;
 mod sshd;
 mod templates;
 mod tidy;
+mod tty;

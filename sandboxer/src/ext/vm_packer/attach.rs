@@ -16,7 +16,7 @@ use crate::cancel::Cancel;
 use crate::error::usage;
 use crate::ext::{Claim, Environment, Prepared, ProvisionContext, Provisioned, TeardownContext};
 use crate::inputs::Inputs;
-use crate::progress::{Event, Sink};
+use crate::progress::Progress;
 use crate::record::ForwardedPort;
 use crate::ssh::{self, SshClient, SshTarget};
 
@@ -148,13 +148,13 @@ impl Attach {
     fn verify(
         &self,
         log: &mut dyn std::io::Write,
-        progress: &mut dyn Sink,
+        progress: &mut dyn Progress,
         cancel: &Cancel,
     ) -> anyhow::Result<()> {
         let endpoint = self.target.endpoint();
-        let mut note = |progress: &mut dyn Sink, message: String| -> anyhow::Result<()> {
+        let mut note = |progress: &mut dyn Progress, message: String| -> anyhow::Result<()> {
             writeln!(log, "# sandboxer: {message}")?;
-            progress.emit(&Event::Phase { message });
+            progress.note(message);
             Ok(())
         };
         note(

@@ -18,7 +18,6 @@ use crate::ext::{
     Environment, OnFailure, Prepared, ProvisionContext, Provisioned, describe_artifact,
 };
 use crate::inputs::Inputs;
-use crate::progress::Event;
 use crate::redact::Redactor;
 
 /// Checks build-mode inputs and prepares the build: reads the template and every var file,
@@ -425,23 +424,17 @@ impl Build {
         // Line-buffered, so `tail -f` on the log follows the build as it runs.
         let mut log = LineWriter::new(log_file);
         if let Some(reason) = &template.unread_reason {
-            progress.emit(&Event::Phase {
-                message: format!("could not read the template's variables ({reason}); passing all of them and letting Packer judge"),
-            });
+            progress.note(format!("could not read the template's variables ({reason}); passing all of them and letting Packer judge"));
         }
         for warning in &self.warnings {
             // In the log too: `-q` hides progress, and the log is the build's own account.
             let warning = redactor.redact(warning);
             writeln!(log, "# sandboxer: warning: {warning}")?;
-            progress.emit(&Event::Phase {
-                message: format!("warning: {warning}"),
-            });
+            progress.note(format!("warning: {warning}"));
         }
         if env.verbose {
             for note in &self.notes {
-                progress.emit(&Event::Phase {
-                    message: redactor.redact(note).into_owned(),
-                });
+                progress.note(redactor.redact(note).into_owned());
             }
         }
 
@@ -456,15 +449,14 @@ impl Build {
                 ));
             }
             if capabilities.has_init {
-                progress.emit(&Event::Phase {
-                    message: format!("packer init (Packer {})", capabilities.version),
-                });
+                progress.note(format!("packer init (Packer {})", capabilities.version));
                 let init = runner::Invocation {
                     packer,
                     args: vec!["init".to_owned(), template.path.to_string()],
                     workdir: &template.workdir,
                     tmpdir: &dirs.work,
                     cancel_timeout: env.cancel_timeout,
+                    heartbeat: env.heartbeat,
                 };
                 let outcome = runner::run(&init, &mut log, &redactor, progress, cancel)?;
                 check_cancelled(cancel, &dirs.log)?;
@@ -480,15 +472,17 @@ impl Build {
         if !secrets.is_empty() {
             write_var_file(&var_file, &secrets)?;
         }
-        progress.emit(&Event::Phase {
-            message: format!("packer build {} (log: {})", template.path, dirs.log),
-        });
+        progress.note(format!(
+            "packer build {} (log: {})",
+            template.path, dirs.log
+        ));
         let build = runner::Invocation {
             packer,
             args,
             workdir: &template.workdir,
             tmpdir: &dirs.work,
             cancel_timeout: env.cancel_timeout,
+            heartbeat: env.heartbeat,
         };
         let outcome = runner::run(&build, &mut log, &redactor, progress, cancel)?;
         check_cancelled(cancel, &dirs.log)?;
@@ -524,17 +518,13 @@ impl Build {
         .collect::<anyhow::Result<Vec<_>>>()?;
         let builds = outcome.report.builds.clone();
         if builds.is_empty() && !self.selection.is_empty() {
-            progress.emit(&Event::Phase {
-                message: format!(
-                    "warning: packer ran no build: {} left none of the template's builds",
-                    self.selection.args().join(" ")
-                ),
-            });
+            progress.note(format!(
+                "warning: packer ran no build: {} left none of the template's builds",
+                self.selection.args().join(" ")
+            ));
         }
         if !artifacts.iter().any(|artifact| is_ova(&artifact.path)) {
-            progress.emit(&Event::Phase {
-                message: "the build succeeded but produced no *.ova file".to_owned(),
-            });
+            progress.note("the build succeeded but produced no *.ova file".to_owned());
         }
         Ok(Provisioned::new(artifacts).with_builds(builds))
     }

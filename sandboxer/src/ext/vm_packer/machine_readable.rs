@@ -6,10 +6,11 @@
 //! own consumers do.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
 
 use camino::Utf8PathBuf;
 
-use crate::progress::Level;
+use crate::progress::{Level, Step, StepKind, StepOutcome};
 use crate::record::{BuildOutcome, BuildRun};
 
 /// One decoded line.
@@ -59,6 +60,10 @@ pub fn encode(text: &str) -> String {
 /// The text Packer prints when a build was cancelled (it exits 1 as for any failure).
 pub const CANCEL_LINE: &str = "Cleanly cancelled builds after being interrupted.";
 
+/// What Packer says as soon as it starts cancelling; builds it then reports as "finished" were
+/// in fact cut short.
+pub const CANCELLING_LINE: &str = "Cancelling build after receiving interrupt";
+
 /// How many error lines a report keeps: enough to explain a failure, bounded for long builds.
 const MAX_ERRORS: usize = 20;
 
@@ -86,25 +91,104 @@ pub struct Report {
     pub stray_lines: VecDeque<String>,
     pub error_count: Option<u64>,
     pub cancelled: bool,
+    /// Packer started cancelling: every step still open ends cancelled.
+    cancelling: bool,
+    /// The step each build is in, and since when.
+    open_steps: BTreeMap<String, (Step, Instant)>,
 }
-
 /// What a line means for the person watching.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Notice {
     Output(Level, String),
     Artifact(Utf8PathBuf),
+    StepStarted(Step),
+    StepFinished {
+        step: Step,
+        outcome: StepOutcome,
+        error: Option<String>,
+        duration: Duration,
+    },
+}
+
+/// Headlines that start a provisioner, as Packer's built-in provisioners announce themselves.
+const PROVISIONER_STARTS: &[&str] = &[
+    "Provisioning with",
+    "Running local shell script",
+    "Running local command",
+    "Uploading ",
+    "Executing Ansible",
+    "Pausing ",
+];
+
+/// Headlines that report on the current step rather than start one.
+const NOT_A_STEP: &[&str] = &["Provisioning step had errors"];
+
+/// What a `say` headline (`==> BUILD: TEXT`) announces: the step it starts, if any.
+fn step_of(text: &str) -> Option<Step> {
+    let rest = text.strip_prefix("==> ")?;
+    let (build, said) = rest.split_once(": ")?;
+    // `==> null.a (shell-local): ...` is a post-processor talking within its own step.
+    if build.is_empty() || build.contains([' ', '(']) {
+        return None;
+    }
+    let said = said.trim();
+    if NOT_A_STEP.iter().any(|prefix| said.starts_with(prefix)) {
+        return None;
+    }
+    let (kind, name) = if let Some(post) = said.strip_prefix("Running post-processor:") {
+        // "Running post-processor: NAME (type TYPE)", NAME empty when the template gives none.
+        let post = post.trim();
+        let name = match post.rsplit_once("(type ") {
+            Some((name, kind)) => {
+                let kind = kind.trim_end_matches(')');
+                match name.trim() {
+                    "" => kind.to_owned(),
+                    name => format!("{name} ({kind})"),
+                }
+            }
+            None => post.to_owned(),
+        };
+        (StepKind::PostProcessor, name)
+    } else if PROVISIONER_STARTS
+        .iter()
+        .any(|prefix| said.starts_with(prefix))
+    {
+        (StepKind::Provisioner, said.to_owned())
+    } else {
+        (StepKind::Build, said.to_owned())
+    };
+    Some(Step {
+        build: build.to_owned(),
+        kind,
+        name,
+    })
+}
+
+/// `Build 'NAME' finished after ...` / `Build 'NAME' errored after ...: WHY`.
+fn build_end(text: &str) -> Option<(&str, Option<&str>)> {
+    let rest = text.trim_start().strip_prefix("Build '")?;
+    let (build, rest) = rest.split_once('\'')?;
+    if rest.starts_with(" finished after") {
+        Some((build, None))
+    } else if rest.starts_with(" errored after") {
+        let why = rest.split_once(": ").map_or("errored", |(_, why)| why);
+        Some((build, Some(why)))
+    } else {
+        None
+    }
 }
 
 impl Report {
-    /// Folds one raw line into the report and says what, if anything, to show.
-    pub fn observe(&mut self, raw: &str) -> Option<Notice> {
+    /// Folds one raw line into the report and tells `notify` what it means, in order: a
+    /// headline finishes the build's previous step and starts the next one before it is shown.
+    pub fn observe(&mut self, raw: &str, mut notify: impl FnMut(Notice)) {
         let Some(line) = parse_line(raw) else {
             let text = raw.trim_end().to_owned();
             if text.is_empty() {
-                return None;
+                return;
             }
             push_bounded(&mut self.stray_lines, text.clone());
-            return Some(Notice::Output(Level::Error, text));
+            return notify(Notice::Output(Level::Error, text));
         };
         match (line.kind.as_str(), line.data.as_slice()) {
             ("ui", [level, text, ..]) => {
@@ -116,27 +200,48 @@ impl Report {
                 if level == Level::Error {
                     push_bounded(&mut self.ui_errors, text.clone());
                 }
+                if text.contains(CANCELLING_LINE) {
+                    self.cancelling = true;
+                }
                 if text.contains(CANCEL_LINE) {
                     self.cancelled = true;
+                    self.finish_steps(StepOutcome::Cancelled, &mut notify);
                 }
-                Some(Notice::Output(level, text.clone()))
+                if level == Level::Say
+                    && let Some(step) = step_of(text)
+                {
+                    self.finish_step(
+                        &step.build.clone(),
+                        StepOutcome::Succeeded,
+                        None,
+                        &mut notify,
+                    );
+                    self.open_steps
+                        .insert(step.build.clone(), (step.clone(), Instant::now()));
+                    notify(Notice::StepStarted(step));
+                } else if let Some((build, error)) = build_end(text) {
+                    let outcome = match error {
+                        _ if self.cancelling || self.cancelled => StepOutcome::Cancelled,
+                        None => StepOutcome::Succeeded,
+                        Some(_) => StepOutcome::Failed,
+                    };
+                    self.finish_step(build, outcome, error, &mut notify);
+                }
+                notify(Notice::Output(level, text.clone()));
             }
             ("artifact-count", _) if !line.target.is_empty() => {
                 self.build_ran(&line.target, BuildOutcome::Succeeded);
-                None
             }
             ("artifact", [_index, field, _file_index, path, ..]) if field == "file" => {
                 let path = Utf8PathBuf::from(path);
-                if self.artifact_files.contains_key(&path) {
-                    return None;
+                if !self.artifact_files.contains_key(&path) {
+                    self.artifact_files
+                        .insert(path.clone(), line.target.clone());
+                    notify(Notice::Artifact(path));
                 }
-                self.artifact_files
-                    .insert(path.clone(), line.target.clone());
-                Some(Notice::Artifact(path))
             }
             ("error-count", [count, ..]) => {
                 self.error_count = count.parse().ok();
-                None
             }
             ("error", [message, ..]) => {
                 if !line.target.is_empty() {
@@ -146,10 +251,45 @@ impl Report {
                     &mut self.build_errors,
                     (line.target.clone(), message.clone()),
                 );
-                None
             }
-            _ => None,
+            _ => {}
         }
+    }
+
+    /// Finishes the step `build` is in, if any.
+    fn finish_step(
+        &mut self,
+        build: &str,
+        outcome: StepOutcome,
+        error: Option<&str>,
+        notify: &mut impl FnMut(Notice),
+    ) {
+        if let Some((step, started)) = self.open_steps.remove(build) {
+            notify(Notice::StepFinished {
+                step,
+                outcome,
+                error: (outcome == StepOutcome::Failed)
+                    .then(|| error.unwrap_or("failed").to_owned()),
+                duration: started.elapsed(),
+            });
+        }
+    }
+
+    /// Finishes every step still open (when Packer exits or cancels), so each started step has
+    /// an end.
+    pub fn finish_steps(&mut self, outcome: StepOutcome, notify: &mut impl FnMut(Notice)) {
+        let builds: Vec<String> = self.open_steps.keys().cloned().collect();
+        for build in builds {
+            self.finish_step(&build, outcome, None, notify);
+        }
+    }
+
+    /// The step most recently started that is still running, for heartbeats.
+    pub fn current_step(&self) -> Option<&Step> {
+        self.open_steps
+            .values()
+            .max_by_key(|(_, started)| *started)
+            .map(|(step, _)| step)
     }
 
     /// Notes that build `name` ran and how it ended; a failure is never overturned.
@@ -214,6 +354,129 @@ fn push_bounded<T>(queue: &mut VecDeque<T>, item: T) {
 mod tests {
     use super::*;
 
+    fn observe(report: &mut Report, line: &str) -> Vec<Notice> {
+        let mut notices = Vec::new();
+        report.observe(line, |notice| notices.push(notice));
+        notices
+    }
+
+    fn steps(notices: &[Notice]) -> Vec<String> {
+        notices
+            .iter()
+            .filter_map(|notice| match notice {
+                Notice::StepStarted(step) => Some(format!(
+                    "start {} {} {}",
+                    step.build,
+                    step.kind.as_str(),
+                    step.name
+                )),
+                Notice::StepFinished {
+                    step,
+                    outcome,
+                    error,
+                    ..
+                } => Some(format!(
+                    "end {} {} {}{}",
+                    step.build,
+                    step.name,
+                    outcome.as_str(),
+                    error
+                        .as_deref()
+                        .map(|e| format!(": {e}"))
+                        .unwrap_or_default()
+                )),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn steps_start_and_finish_per_build_from_headlines() {
+        // As Packer 1.6.6 prints two parallel null builds with shell-local provisioners and a
+        // manifest post-processor, then one failing build.
+        let lines = [
+            "1,,ui,say,==> null.a: Running local shell script: /tmp/packer-shell1",
+            "1,,ui,say,==> null.b: Running local shell script: /tmp/packer-shell2",
+            "1,,ui,message,    null.a: hi from a",
+            "1,,ui,say,==> null.a: Running post-processor:  (type manifest)",
+            "1,,ui,say,==> null.a (manifest): Writing m.json",
+            "1,,ui,say,==> null.b: Running post-processor: keep (type artifice)",
+            "1,,ui,say,Build 'null.a' finished after 234 milliseconds 936 microseconds.",
+            "1,,ui,say,==> null.c: Running local shell script: /tmp/packer-shell3",
+            "1,,ui,say,==> null.c: Provisioning step had errors: Running the cleanup provisioner%!(PACKER_COMMA) if present...",
+            "1,,ui,error,Build 'null.c' errored after 7 milliseconds: Script exited with non-zero exit status: 1",
+        ];
+        let mut report = Report::default();
+        let mut notices = Vec::new();
+        for line in lines {
+            notices.extend(observe(&mut report, line));
+        }
+        assert_eq!(
+            steps(&notices),
+            [
+                "start null.a provisioner Running local shell script: /tmp/packer-shell1",
+                "start null.b provisioner Running local shell script: /tmp/packer-shell2",
+                "end null.a Running local shell script: /tmp/packer-shell1 succeeded",
+                "start null.a post-processor manifest",
+                "end null.b Running local shell script: /tmp/packer-shell2 succeeded",
+                "start null.b post-processor keep (artifice)",
+                "end null.a manifest succeeded",
+                "start null.c provisioner Running local shell script: /tmp/packer-shell3",
+                "end null.c Running local shell script: /tmp/packer-shell3 failed: Script exited with non-zero exit status: 1",
+            ]
+        );
+        assert_eq!(report.current_step().unwrap().build, "null.b");
+        let mut rest = Vec::new();
+        report.finish_steps(StepOutcome::Failed, &mut |notice| rest.push(notice));
+        assert_eq!(steps(&rest), ["end null.b keep (artifice) failed: failed"]);
+        assert!(report.current_step().is_none());
+    }
+
+    #[test]
+    fn a_cancel_finishes_open_steps_as_cancelled() {
+        let mut report = Report::default();
+        observe(
+            &mut report,
+            "1,,ui,say,==> null.a: Running local shell script: x",
+        );
+        let notices = observe(&mut report, &format!("1,,ui,say,{CANCEL_LINE}"));
+        assert_eq!(
+            steps(&notices),
+            ["end null.a Running local shell script: x cancelled"]
+        );
+    }
+
+    #[test]
+    fn a_build_packer_calls_finished_after_an_interrupt_was_cancelled() {
+        let mut report = Report::default();
+        observe(
+            &mut report,
+            "1,,ui,say,==> null.gate: Running local shell script: x",
+        );
+        observe(&mut report, &format!("1,,ui,error,{CANCELLING_LINE}"));
+        let notices = observe(
+            &mut report,
+            "1,,ui,say,Build 'null.gate' finished after 2 seconds.",
+        );
+        assert_eq!(
+            steps(&notices),
+            ["end null.gate Running local shell script: x cancelled"]
+        );
+    }
+
+    #[test]
+    fn builder_headlines_are_build_steps() {
+        let mut report = Report::default();
+        let notices = observe(
+            &mut report,
+            "1,,ui,say,==> qemu.vm: Starting VM%!(PACKER_COMMA) booting from disk...",
+        );
+        assert_eq!(
+            steps(&notices),
+            ["start qemu.vm build Starting VM, booting from disk..."]
+        );
+    }
+
     #[test]
     fn decodes_escapes() {
         let line =
@@ -238,10 +501,10 @@ mod tests {
             "1,null.example,artifact,2,file,0,/out/demo.ova",
             "1,null.example,artifact,2,end",
         ];
-        let notices: Vec<_> = lines
-            .iter()
-            .filter_map(|line| report.observe(line))
-            .collect();
+        let mut notices = Vec::new();
+        for line in lines {
+            report.observe(line, |notice| notices.push(notice));
+        }
         assert_eq!(notices, [Notice::Artifact("/out/demo.ova".into())]);
         assert_eq!(report.artifact_files.len(), 1);
     }
@@ -263,7 +526,7 @@ mod tests {
             "1,deb.null.gamma,artifact,0,file,0,out/gamma.ova",
             "1,deb.null.gamma,artifact,0,file,1,out/alpha.ova",
         ] {
-            report.observe(line);
+            observe(&mut report, line);
         }
         let builds: Vec<(&str, BuildOutcome)> = report
             .builds
@@ -291,7 +554,7 @@ mod tests {
     fn build_memory_is_bounded() {
         let mut report = Report::default();
         for i in 0..(MAX_BUILDS + 10) {
-            report.observe(&format!("1,null.b{i},artifact-count,0"));
+            observe(&mut report, &format!("1,null.b{i},artifact-count,0"));
         }
         assert_eq!(report.builds.len(), MAX_BUILDS);
     }
@@ -299,15 +562,24 @@ mod tests {
     #[test]
     fn failures_prefer_build_errors_then_ui_errors() {
         let mut report = Report::default();
-        report.observe("1,,ui,error,Build 'null.example' errored after 1 ms: boom");
+        observe(
+            &mut report,
+            "1,,ui,error,Build 'null.example' errored after 1 ms: boom",
+        );
         assert_eq!(
             report.failure_lines(),
             ["Build 'null.example' errored after 1 ms: boom"]
         );
-        report.observe("1,,error-count,1");
-        report.observe("1,null.example,error,Script exited with non-zero exit status: 1");
+        observe(&mut report, "1,,error-count,1");
+        observe(
+            &mut report,
+            "1,null.example,error,Script exited with non-zero exit status: 1",
+        );
         assert_eq!(report.error_count, Some(1));
-        report.observe("1,,ui,error,==> null.example: Build 'null.example' errored after 1 ms: Script exited with non-zero exit status: 1");
+        observe(
+            &mut report,
+            "1,,ui,error,==> null.example: Build 'null.example' errored after 1 ms: Script exited with non-zero exit status: 1",
+        );
         assert_eq!(
             report.failure_lines(),
             [
@@ -325,7 +597,7 @@ mod tests {
         let mut report = Report::default();
         for line in output.lines() {
             assert!(parse_line(line).is_some(), "not machine-readable: {line}");
-            report.observe(line);
+            observe(&mut report, line);
         }
         report
     }
@@ -357,7 +629,7 @@ mod tests {
     fn error_memory_is_bounded() {
         let mut report = Report::default();
         for i in 0..10_000 {
-            report.observe(&format!("1,,ui,error,line {i}"));
+            observe(&mut report, &format!("1,,ui,error,line {i}"));
         }
         assert_eq!(report.ui_errors.len(), MAX_ERRORS);
         assert_eq!(report.ui_errors.back().unwrap(), "line 9999");

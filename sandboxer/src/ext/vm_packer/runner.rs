@@ -3,6 +3,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::CommandExt as _;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -12,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::machine_readable::{Notice, Report};
 use crate::cancel::Cancel;
 use crate::process;
-use crate::progress::{Event, Sink};
+use crate::progress::{Event, Kind, Progress, StepOutcome};
 use crate::redact::Redactor;
 
 /// Finds the Packer executable: `explicit` (`$SANDBOXER_PACKER`) or `packer` on `PATH`.
@@ -128,6 +129,18 @@ pub struct Invocation<'a> {
     pub tmpdir: &'a Utf8Path,
     /// How long a cancelled Packer may take to clean up before its group is killed.
     pub cancel_timeout: Duration,
+    /// Publish a heartbeat when Packer has said nothing for this long; `None`: never.
+    pub heartbeat: Option<Duration>,
+}
+
+impl Invocation<'_> {
+    /// `packer build`, as a heartbeat names the run when no step is known.
+    fn name(&self) -> String {
+        format!(
+            "packer {}",
+            self.args.first().map(String::as_str).unwrap_or_default()
+        )
+    }
 }
 
 /// How a run ended.
@@ -147,7 +160,7 @@ pub fn run(
     invocation: &Invocation<'_>,
     log: &mut dyn Write,
     redactor: &Redactor,
-    progress: &mut dyn Sink,
+    progress: &mut dyn Progress,
     cancel: &Cancel,
 ) -> anyhow::Result<Outcome> {
     let shown_args = redactor.redact(&invocation.args.join(" ")).into_owned();
@@ -192,9 +205,18 @@ pub fn run(
                 invocation.cancel_timeout,
             )
         });
-        let result = stream(&reader, log, redactor, progress, &mut report);
+        let (lines, received) = mpsc::sync_channel(LINES_IN_FLIGHT);
+        let reading = scope.spawn(|| read_lines(&reader, lines));
+        let logged = stream(invocation, received, log, redactor, progress, &mut report);
+        if logged.is_err() {
+            // Nobody reads Packer's output any more: stop it rather than let it block.
+            let _ = process::signal_group(pid, rustix::process::Signal::KILL);
+        }
+        let read = reading
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
         finished.store(true, Ordering::SeqCst);
-        result
+        read.and(logged.context("writing the log"))
     });
     cancel.unwatch_group();
     // Packer has exited (its output ended). Whatever it left in its group (a plugin, a
@@ -207,33 +229,103 @@ pub fn run(
         .context("packer's output ended but the process had not")?
         .status
         .code();
+    // Every step that started gets an end, however Packer went.
+    let outcome = if report.cancelled || cancel.requested().is_some() {
+        StepOutcome::Cancelled
+    } else if exit_code == Some(0) {
+        StepOutcome::Succeeded
+    } else {
+        StepOutcome::Failed
+    };
+    report.finish_steps(outcome, &mut |notice| publish(progress, notice));
     progress.emit(&Event::ToolExited);
     Ok(Outcome { exit_code, report })
 }
 
-fn stream(
-    reader: &duct::ReaderHandle,
-    log: &mut dyn Write,
-    redactor: &Redactor,
-    progress: &mut dyn Sink,
-    report: &mut Report,
-) -> anyhow::Result<()> {
-    let mut lines = BufReader::new(reader);
-    let mut buffer = Vec::with_capacity(1024);
+/// How many lines the reader may be ahead of the stream; bounds memory when sinks are slow.
+const LINES_IN_FLIGHT: usize = 16;
+
+/// Reads Packer's output line by line (each at most [`MAX_LINE`] bytes) into `lines`.
+fn read_lines(reader: &duct::ReaderHandle, lines: mpsc::SyncSender<Vec<u8>>) -> anyhow::Result<()> {
+    let mut input = BufReader::new(reader);
     loop {
-        buffer.clear();
-        if read_bounded_line(&mut lines, &mut buffer, MAX_LINE)? == 0 {
+        let mut buffer = Vec::with_capacity(256);
+        if read_bounded_line(&mut input, &mut buffer, MAX_LINE)? == 0 {
             return Ok(());
         }
+        if lines.send(buffer).is_err() {
+            return Ok(()); // the stream ended first
+        }
+    }
+}
+
+/// Hands what a line means to the progress stream.
+fn publish(progress: &mut dyn Progress, notice: Notice) {
+    match notice {
+        Notice::Output(level, text) => progress.emit(&Event::Output { level, text }),
+        Notice::StepStarted(step) => progress.publish(Kind::StepStarted(step)),
+        Notice::StepFinished {
+            step,
+            outcome,
+            error,
+            duration,
+        } => progress.publish(Kind::StepFinished {
+            step,
+            outcome,
+            error,
+            duration,
+        }),
+        // Artifacts are published once hashed, after the build.
+        Notice::Artifact(_) => {}
+    }
+}
+
+/// Logs, reports and shows each line as it arrives; publishes a heartbeat whenever Packer has
+/// been silent for the invocation's heartbeat interval.
+fn stream(
+    invocation: &Invocation<'_>,
+    lines: mpsc::Receiver<Vec<u8>>,
+    log: &mut dyn Write,
+    redactor: &Redactor,
+    progress: &mut dyn Progress,
+    report: &mut Report,
+) -> std::io::Result<()> {
+    let mut last_heard = Instant::now();
+    loop {
+        let buffer = match invocation.heartbeat {
+            None => match lines.recv() {
+                Ok(buffer) => buffer,
+                Err(mpsc::RecvError) => return Ok(()),
+            },
+            Some(interval) => {
+                let wait = interval.saturating_sub(last_heard.elapsed());
+                match lines.recv_timeout(wait) {
+                    Ok(buffer) => buffer,
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        let step = report
+                            .current_step()
+                            .map(|step| format!("{}: {}", step.build, step.name))
+                            .unwrap_or_else(|| invocation.name());
+                        progress.publish(Kind::Heartbeat {
+                            step,
+                            silent: last_heard.elapsed(),
+                        });
+                        // The next one after another full interval of silence.
+                        last_heard = Instant::now();
+                        continue;
+                    }
+                    Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
+                }
+            }
+        };
+        last_heard = Instant::now();
         let raw = String::from_utf8_lossy(&buffer);
         let line = redactor.redact(&raw);
         log.write_all(line.as_bytes())?;
         if !line.ends_with('\n') {
             log.write_all(b"\n")?;
         }
-        if let Some(Notice::Output(level, text)) = report.observe(&line) {
-            progress.emit(&Event::Output { level, text });
-        }
+        report.observe(&line, |notice| publish(progress, notice));
     }
 }
 

@@ -1,10 +1,19 @@
-//! Progress of a provision: the events an extension reports, and the sinks they fan out to —
-//! quick ones on the provision's thread, slow ones (disk, network) behind a background worker.
+//! Progress of a provision: one stream of events per sandbox, stamped (id, sequence number,
+//! time) by a [`Stream`] and fanned out to sinks — quick ones on the provision's thread
+//! (terminal, `--progress=jsonl`), slow ones (disk, network) behind a background worker.
+
+pub mod cloudevents;
+pub mod terminal;
 
 use std::collections::VecDeque;
-use std::io::Write as _;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
+
+use camino::Utf8PathBuf;
+use jiff::Timestamp;
+
+pub use terminal::Terminal;
 
 /// How loud a line of tool output is, as the tool itself said.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,12 +24,153 @@ pub enum Level {
     Error,
 }
 
-/// Something worth telling while a provision runs.
+/// What kind of step of a build: a builder's own step, a provisioner or a post-processor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepKind {
+    Build,
+    Provisioner,
+    PostProcessor,
+}
+
+impl StepKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepKind::Build => "build",
+            StepKind::Provisioner => "provisioner",
+            StepKind::PostProcessor => "post-processor",
+        }
+    }
+}
+
+/// One step of a build, as the tool announced it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    /// The build it belongs to (`null.example`).
+    pub build: String,
+    pub kind: StepKind,
+    /// What the tool said the step does (`Running post-processor: shell-local`).
+    pub name: String,
+}
+
+/// How a step ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepOutcome {
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl StepOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepOutcome::Succeeded => "succeeded",
+            StepOutcome::Failed => "failed",
+            StepOutcome::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// How a sandbox's provision ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finish {
+    Ready,
+    Failed,
+    Cancelled,
+}
+
+impl Finish {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Finish::Ready => "ready",
+            Finish::Failed => "failed",
+            Finish::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// What happened, in the sandbox's published stream (State Hub, `--progress=jsonl`).
+/// `docs/state-hub.md` documents each kind and its data fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    /// The sandbox was recorded.
+    Created {
+        profile: String,
+        extension: String,
+        mode: String,
+        placement_host: String,
+        expires_at: Timestamp,
+    },
+    /// Waiting for a placement slot: `place` 1 is next in line.
+    Queued {
+        placement_host: String,
+        place: usize,
+    },
+    ProvisioningStarted {
+        placement_host: String,
+        slot: Option<u32>,
+    },
+    StepStarted(Step),
+    StepFinished {
+        step: Step,
+        outcome: StepOutcome,
+        /// What the tool said went wrong, for a failed step.
+        error: Option<String>,
+        duration: Duration,
+    },
+    /// A free-text note: sandboxer's own phases, an extension's remarks.
+    Note {
+        message: String,
+    },
+    /// Nothing was heard from the tool for `silent`, while `step` runs.
+    Heartbeat {
+        step: String,
+        silent: Duration,
+    },
+    Artifact {
+        path: Utf8PathBuf,
+        bytes: u64,
+        sha256: String,
+    },
+    /// The last event of a provision.
+    Finished {
+        state: Finish,
+        duration: Duration,
+        reason: Option<String>,
+    },
+}
+
+impl Kind {
+    /// Events that may be replaced by a later one of the same kind before they are sent:
+    /// only the latest place in line and the latest heartbeat matter.
+    pub fn supersedes(&self, older: &Kind) -> bool {
+        matches!(
+            (self, older),
+            (Kind::Queued { .. }, Kind::Queued { .. })
+                | (Kind::Heartbeat { .. }, Kind::Heartbeat { .. })
+        )
+    }
+}
+
+/// An event as published: what happened, stamped by the sandbox's [`Stamper`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    /// Unique and time-ordered (a UUID v7); also the event's idempotency key.
+    pub id: uuid::Uuid,
+    pub sandbox: Arc<str>,
+    /// 1, 2, 3, ... within the sandbox; a gap means coalesced heartbeats or places in line.
+    pub seq: u64,
+    pub time: Timestamp,
+    pub kind: Kind,
+    /// Where the event comes from and whose work it belongs to.
+    pub origin: Arc<cloudevents::Origin>,
+}
+
+/// Something worth telling while a provision runs; what sinks receive.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    /// A step of sandboxer's own ("running packer build"), or a note from the extension.
-    Phase { message: String },
-    /// A line of the tool's own output, already redacted.
+    /// One of the sandbox's published events.
+    Published(Published),
+    /// A line of the tool's own output, already redacted; shown, never published.
     Output { level: Level, text: String },
     /// The tool started, leading its own process group.
     ToolStarted { pgid: u32 },
@@ -43,26 +193,80 @@ pub trait BatchSink: Send + 'static {
         Self: Sized;
 
     fn emit_batch(&mut self, events: &[Event]);
+
+    /// Whether `event` may be dropped when the queue is full (the oldest droppable one goes).
+    /// An event that may not be dropped always enters the queue.
+    fn may_drop(event: &Event) -> bool
+    where
+        Self: Sized,
+    {
+        let _ = event;
+        true
+    }
 }
 
-/// Human-readable progress on stderr.
-#[derive(Debug, Default)]
-pub struct Terminal {
-    pub quiet: bool,
+/// Where a provision reports: publishes events (stamped on the way) and passes on tool output.
+pub trait Progress {
+    /// Stamps `kind` as the sandbox's next event and hands it to every sink.
+    fn publish(&mut self, kind: Kind);
+    /// Hands an event that is not published (tool output, process groups) to every sink.
+    fn emit(&mut self, event: &Event);
 }
 
-impl Sink for Terminal {
-    fn emit(&mut self, event: &Event) {
-        if self.quiet {
-            return;
+impl dyn Progress + '_ {
+    /// Publishes a free-text note.
+    pub fn note(&mut self, message: impl Into<String>) {
+        self.publish(Kind::Note {
+            message: message.into(),
+        });
+    }
+}
+
+/// Gives a sandbox's events their ids, sequence numbers and times.
+#[derive(Debug)]
+pub struct Stamper {
+    sandbox: Arc<str>,
+    next_seq: u64,
+    origin: Arc<cloudevents::Origin>,
+}
+
+impl Stamper {
+    pub fn new(sandbox: &str, origin: cloudevents::Origin) -> Stamper {
+        Stamper {
+            sandbox: sandbox.into(),
+            next_seq: 1,
+            origin: Arc::new(origin),
         }
-        let mut stderr = std::io::stderr().lock();
-        // Progress is best effort: a closed stderr must not fail the build.
-        let _ = match event {
-            Event::Phase { message } => writeln!(stderr, "sandboxer: {message}"),
-            Event::Output { text, .. } => writeln!(stderr, "{text}"),
-            Event::ToolStarted { .. } | Event::ToolExited => Ok(()),
-        };
+    }
+
+    pub fn stamp(&mut self, kind: Kind) -> Published {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        Published {
+            id: uuid::Uuid::now_v7(),
+            sandbox: Arc::clone(&self.sandbox),
+            seq,
+            time: Timestamp::now(),
+            kind,
+            origin: Arc::clone(&self.origin),
+        }
+    }
+}
+
+/// A sandbox's stream: stamps what is published and sends everything on to `sink`.
+pub struct Stream<'a> {
+    pub stamper: &'a mut Stamper,
+    pub sink: &'a mut dyn Sink,
+}
+
+impl Progress for Stream<'_> {
+    fn publish(&mut self, kind: Kind) {
+        let published = self.stamper.stamp(kind);
+        self.sink.emit(&Event::Published(published));
+    }
+
+    fn emit(&mut self, event: &Event) {
+        self.sink.emit(event);
     }
 }
 
@@ -87,6 +291,14 @@ impl Sink for FanOut<'_> {
     }
 }
 
+/// A sink that drops everything.
+#[derive(Debug, Default)]
+pub struct Discard;
+
+impl Sink for Discard {
+    fn emit(&mut self, _event: &Event) {}
+}
+
 /// How many events wait for a slow sink before the oldest ones are dropped; the provision
 /// never waits for a slow sink.
 const QUEUE_LIMIT: usize = 1024;
@@ -100,7 +312,8 @@ struct Queue {
 }
 
 /// Runs a [`BatchSink`] on its own thread behind a bounded queue, so that emitting never blocks
-/// the provision: when the sink falls behind by [`QUEUE_LIMIT`] events, the oldest are dropped.
+/// the provision: when the sink falls behind by [`QUEUE_LIMIT`] events, the oldest droppable
+/// ones are dropped.
 pub struct Background<S: BatchSink> {
     queue: Arc<(Mutex<Queue>, Condvar)>,
     worker: Option<JoinHandle<S>>,
@@ -157,8 +370,10 @@ impl<S: BatchSink> Sink for Background<S> {
             return;
         }
         let mut queue = lock(&self.queue.0);
-        if queue.events.len() >= QUEUE_LIMIT {
-            queue.events.pop_front();
+        if queue.events.len() >= QUEUE_LIMIT
+            && let Some(oldest) = queue.events.iter().position(S::may_drop)
+        {
+            queue.events.remove(oldest);
             queue.dropped += 1;
         }
         queue.events.push_back(event.clone());
@@ -230,9 +445,7 @@ mod tests {
     }
 
     fn phase(n: usize) -> Event {
-        Event::Phase {
-            message: n.to_string(),
-        }
+        Event::ToolStarted { pgid: n as u32 }
     }
 
     #[test]
