@@ -1,4 +1,5 @@
-//! Files compiled into the binary: the built-in profiles and the bundled example templates.
+//! Files compiled into the binary: the built-in profiles, the bundled example templates and the
+//! sources of the `make remote-build` shim.
 
 use anyhow::Context as _;
 use camino::{Utf8Path, Utf8PathBuf};
@@ -14,6 +15,11 @@ pub const SCHEME: &str = "builtin:";
 /// `(path relative to the repository, TOML text)` of every built-in profile.
 pub fn profiles() -> &'static [(&'static str, &'static str)] {
     files::PROFILES
+}
+
+/// `(file name, text, executable)` of every file in `infra-shims/`, as the sources are.
+pub fn shims() -> &'static [(&'static str, &'static str, bool)] {
+    files::SHIMS
 }
 
 /// Writes the bundled files below `prefix` (e.g. `examples/ova`) into `cache_root` and returns the

@@ -22,4 +22,5 @@ pub mod progress;
 pub mod record;
 pub mod redact;
 pub mod registry;
+pub mod shim;
 pub mod ssh;
