@@ -1,4 +1,5 @@
-//! Everything CI checks: formatting, lints, and the whole test suite.
+//! Everything CI checks: formatting, lints, the whole test suite, and the `make remote-build`
+//! shim end to end.
 
 use xshell::{Shell, cmd};
 
@@ -16,6 +17,7 @@ pub fn run(sh: &Shell) -> anyhow::Result<()> {
     cmd!(sh, "{cargo} test --workspace --locked").run()?;
     // The tests built the debug binary; installing it proves the packaging, not the optimiser.
     crate::install::smoke_test(sh, &sh.current_dir().join("target/debug/sandboxer"))?;
+    crate::verify_shim::run(sh)?;
     eprintln!("xtask check: all green");
     Ok(())
 }

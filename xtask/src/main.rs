@@ -3,10 +3,12 @@
 mod bench;
 mod bench_hub;
 mod check;
+mod custodian;
 mod demo;
 mod install;
 mod man;
 mod setup;
+mod verify_shim;
 
 use anyhow::Context as _;
 use xshell::Shell;
@@ -17,7 +19,7 @@ cargo xtask <task>
 tasks:
   setup [--for demo|test]  install missing system packages (apt-get; needs root)
   demo                     setup, then build the bundled example OVA through sandboxer
-  check                    setup, then fmt --check, clippy -D warnings and every test
+  check                    setup, then fmt --check, clippy -D warnings, every test, verify-shim
   bench                    speed and memory targets, as ratios measured in one run
   bench-hub                create with a State Hub answering after 2 s vs none (ratio <= 1.02)
   man [DIR]                man pages for every command (default DIR: target/man)
@@ -26,6 +28,7 @@ tasks:
                            shell completions under D+P (default P: /usr/local)
   uninstall [--prefix P] [--destdir D]
                            remove exactly the files install writes
+  verify-shim              the `make remote-build` shim end to end (real make, sh, Packer)
 ";
 
 fn main() -> anyhow::Result<()> {
@@ -64,6 +67,7 @@ fn main() -> anyhow::Result<()> {
             let options = InstallOptions::parse(rest)?;
             install::uninstall(&install::Layout::new(&options.prefix, &options.destdir)?)
         }
+        ["verify-shim"] => verify_shim::run_task(&sh),
         [] | ["help" | "--help" | "-h"] => {
             print!("{HELP}");
             Ok(())
