@@ -3,7 +3,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt as _;
+use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 
 use anyhow::Context as _;
 use camino::Utf8Path;
@@ -11,6 +11,16 @@ use camino::Utf8Path;
 /// Writes `contents` to `path` so that readers see the old file or the new one, never a mix:
 /// temp file in the same directory (mode 0600), fsync, rename, fsync the directory.
 pub fn write_atomically(path: &Utf8Path, contents: &[u8]) -> anyhow::Result<()> {
+    write_atomically_with_mode(path, contents, 0o600)
+}
+
+/// [`write_atomically`] for a file others read or run (e.g. 0o755 for a script): the temporary
+/// file gets `mode` (whatever the umask) before the rename, so `path` never has another one.
+pub fn write_atomically_with_mode(
+    path: &Utf8Path,
+    contents: &[u8],
+    mode: u32,
+) -> anyhow::Result<()> {
     let dir = path.parent().context("a file path has a parent")?;
     let mut temp = tempfile::Builder::new()
         .prefix(".tmp-")
@@ -18,6 +28,9 @@ pub fn write_atomically(path: &Utf8Path, contents: &[u8]) -> anyhow::Result<()> 
         .with_context(|| format!("creating a temporary file in {dir}"))?;
     temp.write_all(contents)
         .with_context(|| format!("writing {path}"))?;
+    temp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("setting the mode of {path}"))?;
     temp.as_file()
         .sync_all()
         .with_context(|| format!("syncing {path}"))?;

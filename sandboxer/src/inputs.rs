@@ -518,7 +518,13 @@ pub fn resolve(
         }
     }
 
-    for spec in schema.specs {
+    // Values as given first, then values made from `{references}`: a bad value is reported as
+    // the input it was typed for, not as another input built from it.
+    let (derived, given): (Vec<&InputSpec>, Vec<&InputSpec>) = schema
+        .specs
+        .iter()
+        .partition(|spec| references.contains_key(spec.name));
+    for spec in given.into_iter().chain(derived) {
         let Some(resolved) = values.get(spec.name) else {
             continue;
         };
@@ -713,7 +719,10 @@ mod tests {
             validate: Some(no_spaces),
             ..InputSpec::new("vm_name", "the VM's name")
         },
-        InputSpec::new("project", "a project"),
+        InputSpec {
+            validate: Some(no_spaces),
+            ..InputSpec::new("project", "a project")
+        },
         InputSpec {
             required: true,
             modes: &["build"],
@@ -855,6 +864,20 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "p.toml:4:11: input `vm_name` = \"a b\" has a space"
+        );
+    }
+
+    #[test]
+    fn a_bad_value_is_reported_as_typed_not_as_a_value_made_from_it() {
+        let profile = layer(
+            &[("vm_name", "vm-{project}"), ("template", "t")],
+            Origin::Profile("p:1:1".into()),
+        );
+        let cli = layer(&[("project", "x y")], Origin::CommandLine);
+        let err = resolve("ext.x", &SCHEMA, &profile, &cli, &[]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "--input: input `project` = \"x y\" has a space"
         );
     }
 

@@ -4,7 +4,6 @@
 //! when `install` would write nothing.
 
 use std::cmp::Ordering;
-use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt as _;
 
 use anyhow::Context as _;
@@ -171,11 +170,40 @@ pub struct CheckReport {
 }
 
 impl CheckReport {
-    /// The files that differ, for a summary line.
-    pub fn differing(&self) -> impl Iterator<Item = &FileCheck> {
-        self.files
+    /// Why the check fails, in one line naming each differing file; `None` when it passes.
+    pub fn failure(&self) -> Option<String> {
+        let differing: Vec<&FileCheck> = self
+            .files
             .iter()
             .filter(|file| file.state != State::Current)
+            .collect();
+        if differing.is_empty() {
+            return None;
+        }
+        let names: Vec<String> = differing
+            .iter()
+            .map(|file| {
+                let state = match file.state {
+                    State::Current => "current",
+                    State::Missing => "missing",
+                    State::Edited => "edited by hand",
+                    State::Outdated => "from another version",
+                    State::NotExecutable => "not executable",
+                };
+                format!("{} {state}", file.name)
+            })
+            .collect();
+        let force = if differing.iter().any(|file| file.state == State::Edited) {
+            " (--force to replace hand edits)"
+        } else {
+            ""
+        };
+        Some(format!(
+            "the shim in {} is not what sandboxer {VERSION} writes: {}; `sandboxer shim install --dest {}` rewrites it{force}",
+            self.dest,
+            names.join(", "),
+            self.dest
+        ))
     }
 }
 
@@ -228,6 +256,7 @@ fn inspect(dest: &Utf8Path, file: &ShimFile) -> anyhow::Result<FileCheck> {
     };
     let installed = String::from_utf8_lossy(&bytes);
     if installed == file.text {
+        check.generated_by = Some(VERSION.to_owned());
         let mode = std::fs::metadata(&path)
             .with_context(|| format!("reading the mode of {path}"))?
             .permissions()
@@ -444,7 +473,11 @@ pub fn install(dest: &Utf8Path, options: InstallOptions) -> anyhow::Result<Insta
             State::Edited => Action::OverwroteEdits,
         };
         if action != Action::Unchanged {
-            write_atomically(&check.path, file.text.as_bytes(), file.mode())?;
+            crate::files::write_atomically_with_mode(
+                &check.path,
+                file.text.as_bytes(),
+                file.mode(),
+            )?;
         }
         installed.push(Installed {
             name: file.name,
@@ -454,7 +487,7 @@ pub fn install(dest: &Utf8Path, options: InstallOptions) -> anyhow::Result<Insta
         });
     }
     if let Some((path, text, mode)) = makefile_edit {
-        write_atomically(&path, &text, mode)?;
+        crate::files::write_atomically_with_mode(&path, &text, mode)?;
         makefile.include = Include::Added;
     }
     Ok(InstallReport {
@@ -472,29 +505,6 @@ fn names(checks: &[&FileCheck]) -> String {
         .map(|check| check.path.to_string())
         .collect::<Vec<_>>()
         .join(" and ")
-}
-
-/// Temp file in the same directory with its final mode, fsync, rename over `path`, fsync the
-/// directory: a reader (or an interrupted install) sees the old file or the new one, never a mix.
-fn write_atomically(path: &Utf8Path, contents: &[u8], mode: u32) -> anyhow::Result<()> {
-    let dir = path.parent().context("a file path has a parent")?;
-    let mut temp = tempfile::Builder::new()
-        .prefix(".sandboxer-tmp-")
-        .tempfile_in(dir)
-        .with_context(|| format!("creating a temporary file in {dir}"))?;
-    temp.write_all(contents)
-        .with_context(|| format!("writing {path}"))?;
-    temp.as_file()
-        .set_permissions(std::fs::Permissions::from_mode(mode))
-        .with_context(|| format!("setting the mode of {path}"))?;
-    temp.as_file()
-        .sync_all()
-        .with_context(|| format!("syncing {path}"))?;
-    temp.persist(path)
-        .with_context(|| format!("replacing {path}"))?;
-    std::fs::File::open(dir)
-        .and_then(|dir| dir.sync_all())
-        .with_context(|| format!("syncing directory {dir}"))
 }
 
 #[cfg(test)]

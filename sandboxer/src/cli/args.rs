@@ -97,6 +97,9 @@ pub(super) enum Command {
     /// State Hub delivery: what waits in the spool, and sending it
     #[command(subcommand, after_help = HUB_HELP)]
     Hub(HubCommand),
+    /// Install or check the-custodian's `make remote-build` shim
+    #[command(subcommand)]
+    Shim(ShimCommand),
 }
 
 pub(super) const HUB_HELP: &str = "\
@@ -290,6 +293,46 @@ pub(super) enum Shell {
     Fish,
 }
 
+#[derive(Debug, Subcommand)]
+pub(super) enum ShimCommand {
+    /// Write remote-build.mk and remote-build.sh into DIR (the-custodian's infra/build-machines)
+    #[command(
+        after_help = "Each file is written atomically; nothing else is created.\nA file edited by hand since sandboxer generated it is not overwritten: install names it,\nshows a unified diff and exits 1, unless --force.\nThe line DIR's Makefile needs is printed on stdout, unless the Makefile has it already\n(or --edit-makefile adds it)."
+    )]
+    Install(ShimInstallArgs),
+    /// Compare the shim in DIR with what this sandboxer writes
+    #[command(
+        after_help = "Exits 1 when a file is missing, edited by hand, from another sandboxer version, or not\nexecutable, naming each difference (with a unified diff for changed files)."
+    )]
+    Check(ShimCheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub(super) struct ShimInstallArgs {
+    /// The directory whose Makefile gets `make remote-build` (the-custodian's infra/build-machines)
+    #[arg(long, value_name = "DIR")]
+    pub dest: Utf8PathBuf,
+    /// Overwrite files edited by hand (the edits are lost)
+    #[arg(long)]
+    pub force: bool,
+    /// Add `include remote-build.mk` to DIR's Makefile unless it has it; every other byte stays
+    #[arg(long)]
+    pub edit_makefile: bool,
+    /// Print what was done as JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct ShimCheckArgs {
+    /// The directory the shim was installed into
+    #[arg(long, value_name = "DIR")]
+    pub dest: Utf8PathBuf,
+    /// Print the report as JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
 impl Command {
     /// Whether the command was asked for JSON, so errors are printed as JSON too.
     pub(super) fn json(&self) -> bool {
@@ -306,6 +349,8 @@ impl Command {
             Command::Doctor(args) => args.json,
             Command::Logs(_) | Command::Completions(_) => false,
             Command::Hub(HubCommand::Status(args) | HubCommand::Flush(args)) => args.json,
+            Command::Shim(ShimCommand::Install(args)) => args.json,
+            Command::Shim(ShimCommand::Check(args)) => args.json,
         }
     }
 }

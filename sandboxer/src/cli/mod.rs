@@ -26,9 +26,11 @@ use crate::progress::FanOut;
 use crate::progress::cloudevents::JsonLines;
 use crate::progress::terminal::{Mode, Terminal};
 use crate::registry::Registry;
+use crate::shim::{self, InstallOptions};
 use args::{
     Cli, Command, CreateArgs, ExtendArgs, GcArgs, GlobalArgs, HubCommand, IdArgs, ListArgs,
-    LogsArgs, ProfilesCommand, ProgressFormat, SshArgs, TeardownArgs,
+    LogsArgs, ProfilesCommand, ProgressFormat, ShimCheckArgs, ShimCommand, ShimInstallArgs, SshArgs,
+    TeardownArgs,
 };
 
 /// The whole command line as clap sees it: for man pages and completion scripts.
@@ -136,6 +138,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             out.flush()?;
             Ok(())
         }
+        Command::Shim(ShimCommand::Install(args)) => shim_install(&args),
+        Command::Shim(ShimCommand::Check(args)) => shim_check(&args),
     }
 }
 
@@ -488,6 +492,24 @@ fn gc(config: &Config, args: &GcArgs) -> anyhow::Result<()> {
         failed => Err(crate::error::partly_failed(format!(
             "gc could not collect {failed} sandbox(es); see above"
         ))),
+    }
+}
+
+fn shim_install(args: &ShimInstallArgs) -> anyhow::Result<()> {
+    let options = InstallOptions {
+        force: args.force,
+        edit_makefile: args.edit_makefile,
+    };
+    let report = shim::install(&args.dest, options)?;
+    render::shim_install(&report, args.json)
+}
+
+fn shim_check(args: &ShimCheckArgs) -> anyhow::Result<()> {
+    let report = shim::check(&args.dest)?;
+    render::shim_check(&report, args.json)?;
+    match report.failure() {
+        None => Ok(()),
+        Some(message) => Err(crate::error::partly_failed(message)),
     }
 }
 

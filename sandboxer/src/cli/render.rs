@@ -14,6 +14,7 @@ use crate::hub;
 use crate::lifecycle::{GcReport, Outcome, TeardownOutcome};
 use crate::profile::{Catalog, Entry, InputRow};
 use crate::record::Record;
+use crate::shim::{Action, CheckReport, Include, InstallReport, State};
 
 /// Buffered stdout; callers flush (errors, such as a closed pipe, surface there).
 pub(super) fn stdout() -> BufWriter<std::io::StdoutLock<'static>> {
@@ -485,6 +486,79 @@ pub(super) fn hub_flush(flushed: &[hub::Flushed], as_json: bool) -> anyhow::Resu
     }
     if flushed.is_empty() {
         let _ = writeln!(stderr, "nothing waits in the spool");
+    }
+    Ok(())
+}
+
+/// What `shim install` did, one line per file on stderr; the include line on stdout when
+/// someone has to add it, so it can be pasted or appended.
+pub(super) fn shim_install(report: &InstallReport, as_json: bool) -> anyhow::Result<()> {
+    if as_json {
+        return json(report);
+    }
+    for file in &report.files {
+        let previous = file
+            .previous
+            .as_ref()
+            .map(|version| format!(" (was sandboxer {version}'s)"))
+            .unwrap_or_default();
+        note(&match file.action {
+            Action::Created => format!("created {}", file.path),
+            Action::Updated => format!("updated {}{previous}", file.path),
+            Action::Unchanged => format!("unchanged {}", file.path),
+            Action::OverwroteEdits => format!("overwrote hand edits in {}", file.path),
+        });
+    }
+    match (&report.makefile.path, report.makefile.include) {
+        (Some(path), Include::Present) => {
+            note(&format!("{path} includes {}", crate::shim::INCLUDED_FILE));
+            return Ok(());
+        }
+        (Some(path), Include::Added) => {
+            note(&format!("added `{}` to {path}", report.include_line));
+            return Ok(());
+        }
+        (Some(path), _) => note(&format!(
+            "add this line to {path} (or rerun with --edit-makefile):"
+        )),
+        (None, _) => note(&format!(
+            "{} has no Makefile; add this line to the Makefile that runs there:",
+            report.dest
+        )),
+    }
+    let mut out = stdout();
+    writeln!(out, "{}", report.include_line)?;
+    out.flush()?;
+    Ok(())
+}
+
+/// One line per shim file on stdout (state, path, the difference in words), followed by the
+/// unified diff of a changed file; a note on stderr when the Makefile lacks the include line.
+pub(super) fn shim_check(report: &CheckReport, as_json: bool) -> anyhow::Result<()> {
+    if as_json {
+        return json(report);
+    }
+    let mut out = stdout();
+    for file in &report.files {
+        let state = match file.state {
+            State::Current => "ok",
+            State::Missing => "missing",
+            State::Edited => "edited",
+            State::Outdated => "outdated",
+            State::NotExecutable => "mode",
+        };
+        writeln!(out, "{state:<8} {}: {}", file.path, file.detail)?;
+        if let Some(diff) = &file.diff {
+            out.write_all(diff.as_bytes())?;
+        }
+    }
+    out.flush()?;
+    if let (Some(path), Include::Absent) = (&report.makefile.path, report.makefile.include) {
+        note(&format!(
+            "note: {path} does not include {}; `{}` there adds `make remote-build`",
+            crate::shim::INCLUDED_FILE,
+            crate::shim::INCLUDE_LINE
+        ));
     }
     Ok(())
 }

@@ -31,6 +31,13 @@ fn hermetic(cases: &trycmd::TestCases) -> &trycmd::TestCases {
         .env("STATE_HUB_URL", "")
         .env("STATE_HUB_TOKEN", "")
         .env("STATE_HUB_TOKEN_FILE", "")
+        // Transcripts of `make remote-build` (the shim) run the real make and sh; the make that
+        // may be running these tests (`make check`) must not pass its flags and jobserver down.
+        .env("MAKEFLAGS", "")
+        .env("MFLAGS", "")
+        .env("MAKELEVEL", "")
+        .register_bin("make", crate::common::require_tool("make"))
+        .register_bin("sh", crate::common::require_tool("sh"))
 }
 
 /// The extension SDK's example program (`sandboxer/examples/scratch.rs`), which
@@ -67,6 +74,7 @@ fn transcripts() {
         .env("SANDBOXER_PROFILES", "")
         .env("SANDBOXER_PORT_REGISTRY", "");
     cases_matching(&cases, "../tests/cmd/*.toml");
+    cases_matching(&cases, "../tests/cmd/*.trycmd");
     cases_matching(&cases, "../docs/*.md").skip(PAGES_THAT_BUILD);
     cases.run();
 }

@@ -9,11 +9,13 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tempfile::TempDir;
 
-/// Fails the test, naming the tool, unless `name` is an executable on `PATH`: a test never
-/// skips silently.
-pub fn require_tool(name: &str) {
+/// Where `name` is on `PATH`; fails the test, naming the tool, when it is not there: a test
+/// never skips silently.
+pub fn require_tool(name: &str) -> PathBuf {
     let path = std::env::var_os("PATH").unwrap_or_default();
-    let found = std::env::split_paths(&path).any(|dir| is_executable(&dir.join(name)));
+    let found = std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|candidate| is_executable(candidate));
     let package = match name {
         "packer" => " (Debian: apt-get install packer)",
         "qemu-img" => " (Debian: apt-get install qemu-utils)",
@@ -23,11 +25,12 @@ pub fn require_tool(name: &str) {
         "ssh" | "ssh-keygen" => " (Debian: apt-get install openssh-client)",
         _ => "",
     };
-    assert!(
-        found,
-        "required tool `{name}` is not on PATH{package}; run `cargo xtask setup` (or `make check`) \
-         to install it, the test does not skip"
-    );
+    found.unwrap_or_else(|| {
+        panic!(
+            "required tool `{name}` is not on PATH{package}; run `cargo xtask setup` (or `make check`) \
+             to install it, the test does not skip"
+        )
+    })
 }
 
 fn is_executable(path: &Path) -> bool {
