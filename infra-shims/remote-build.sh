@@ -13,14 +13,16 @@
 # only checked values, quoted.
 set -eu
 
-# Word splitting (of RB_INPUTS) on space, tab and newline, whatever the environment said.
-IFS=$(printf ' \t\nx')
-IFS=${IFS%x}
+# Word splitting (of RB_INPUTS) on newline, space and tab, whatever the environment said.
+# Written out rather than computed (a command substitution costs a fork on every build), newline
+# first so that no line ends in whitespace an editor might strip.
+IFS='
+ 	'
 
 guide="docs/migration-build-machines.md in the sandboxer repository"
 
 say() {
-	printf 'remote-build: %s\n' "$*" >&2
+	printf 'remote-build: %s\n' "$1" >&2
 }
 
 fail() {

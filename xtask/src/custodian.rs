@@ -145,7 +145,7 @@ fn system_path() -> anyhow::Result<Vec<PathBuf>> {
     let dirs: Vec<PathBuf> = std::env::split_paths(&path)
         .filter(|dir| !dir.join("sandboxer").exists())
         .collect();
-    for tool in ["make", "sh", "packer", "tar", "shellcheck"] {
+    for tool in ["make", "sh", "packer", "tar"] {
         anyhow::ensure!(
             dirs.iter().any(|dir| dir.join(tool).is_file()),
             "`{tool}` is not on PATH (outside directories holding a sandboxer); `cargo xtask setup` installs it"

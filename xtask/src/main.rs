@@ -1,6 +1,7 @@
 //! `cargo xtask <task>`: the project's chores, as Rust instead of shell scripts.
 
 mod bench;
+mod bench_dispatch;
 mod bench_hub;
 mod check;
 mod custodian;
@@ -28,6 +29,7 @@ tasks:
                            shell completions under D+P (default P: /usr/local)
   uninstall [--prefix P] [--destdir D]
                            remove exactly the files install writes
+  bench-dispatch           what `make remote-build` adds to a direct `sandboxer create`
   verify-shim              the `make remote-build` shim end to end (real make, sh, Packer)
 ";
 
@@ -67,6 +69,7 @@ fn main() -> anyhow::Result<()> {
             let options = InstallOptions::parse(rest)?;
             install::uninstall(&install::Layout::new(&options.prefix, &options.destdir)?)
         }
+        ["bench-dispatch"] => bench_dispatch_task(&sh),
         ["verify-shim"] => verify_shim::run_task(&sh),
         [] | ["help" | "--help" | "-h"] => {
             print!("{HELP}");
@@ -106,6 +109,22 @@ impl InstallOptions {
         }
         Ok(options)
     }
+}
+
+/// `cargo xtask bench-dispatch`, until `cargo xtask bench` reports it with the rest.
+fn bench_dispatch_task(sh: &Shell) -> anyhow::Result<()> {
+    setup::run(sh, setup::Purpose::Bench)?;
+    let cargo = cargo();
+    xshell::cmd!(sh, "{cargo} build --release --quiet --package sandboxer").run()?;
+    let times = bench_dispatch::measure(&sh.current_dir().join("target/release/sandboxer"))?;
+    println!("{}", times.summary());
+    anyhow::ensure!(
+        times.within_target(),
+        "make remote-build adds {:.1} ms; target {} ms",
+        times.added_ms(),
+        bench_dispatch::TARGET_ADDED.as_millis()
+    );
+    Ok(())
 }
 
 /// The workspace root, from this crate's manifest dir, never from the current directory.

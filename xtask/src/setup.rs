@@ -16,10 +16,10 @@ const DEMO_TOOLS: &[(&str, &str)] = &[
     ("qemu-img", "qemu-utils"),
     ("tar", "tar"),
 ];
-/// What the tests run besides the demo's tools: `kill` signals builds, `strace` injects a
-/// SIGKILL at a chosen system call, `shellcheck` checks the shipped scripts; the attach tests
-/// run a real sshd on loopback and reach it with the system ssh, with keys ssh-keygen makes at
-/// test time.
+/// What the tests run besides the demo's tools: `make` runs the `make remote-build` shim,
+/// `kill` signals builds, `strace` injects a SIGKILL at a chosen system call, `shellcheck` checks
+/// the shipped scripts; the attach tests run a real sshd on loopback and reach it with the
+/// system ssh, with keys ssh-keygen makes at test time.
 const TEST_TOOLS: &[(&str, &str)] = &[
     ("make", "make"),
     ("shellcheck", "shellcheck"),
@@ -29,8 +29,8 @@ const TEST_TOOLS: &[(&str, &str)] = &[
     ("ssh-keygen", "openssh-client"),
     ("sshd", "openssh-server"),
 ];
-/// GNU time reports a run's peak memory.
-const BENCH_TOOLS: &[(&str, &str)] = &[("time", "time")];
+/// GNU time reports a run's peak memory; make runs `make remote-build` (bench-dispatch).
+const BENCH_TOOLS: &[(&str, &str)] = &[("time", "time"), ("make", "make")];
 
 pub fn run(sh: &Shell, purpose: Purpose) -> anyhow::Result<()> {
     let mut wanted: Vec<(&str, &str)> = DEMO_TOOLS.to_vec();
