@@ -96,8 +96,7 @@ impl Custodian {
             .env("HOME", &self.home)
             .env("XDG_CONFIG_HOME", self.home.join(".config"))
             .env("SANDBOXER_HOME", &self.state)
-            .env("FAKE_RECORD_DIR", &self.records)
-            .env("LC_ALL", "C.UTF-8");
+            .env("FAKE_RECORD_DIR", &self.records);
         command
     }
 
