@@ -5,4 +5,4 @@
 # any check failed.
 set -eu
 cd "$(dirname "$0")/.."
-exec cargo xtask verify-shim "$@"
+exec cargo xtask verify-shim
