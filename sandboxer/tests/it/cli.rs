@@ -30,9 +30,14 @@ fn hermetic(cases: &trycmd::TestCases) -> &trycmd::TestCases {
         // No State Hub of the developer's: cases that want one set it themselves.
         .env("STATE_HUB_URL", "")
         .env("STATE_HUB_TOKEN", "")
-        .env("STATE_HUB_TOKEN_FILE", "")
-        // Transcripts of `make remote-build` (the shim) run the real make and sh; the make that
-        // may be running these tests (`make check`) must not pass its flags and jobserver down.
+        .env("STATE_HUB_TOKEN_FILE", "");
+    with_make(cases).env("SANDBOXER", "")
+}
+
+/// Transcripts of `make remote-build` (the shim) run the real make and sh. The make that may be
+/// running these tests (`make check`) must not pass its flags and jobserver down.
+fn with_make(cases: &trycmd::TestCases) -> &trycmd::TestCases {
+    cases
         .env("MAKEFLAGS", "")
         .env("MFLAGS", "")
         .env("MAKELEVEL", "")
@@ -75,16 +80,22 @@ fn transcripts() {
         .env("SANDBOXER_PORT_REGISTRY", "");
     cases_matching(&cases, "../tests/cmd/*.toml");
     cases_matching(&cases, "../tests/cmd/*.trycmd");
-    cases_matching(&cases, "../docs/*.md").skip(PAGES_THAT_BUILD);
+    cases_matching(&cases, "../docs/*.md");
+    for page in PAGES_THAT_BUILD {
+        cases.skip(page);
+    }
     cases.run();
 }
 
 /// Top-level pages whose examples build with the real Packer.
-const PAGES_THAT_BUILD: &str = "../docs/template-sets.md";
+const PAGES_THAT_BUILD: [&str; 2] = [
+    "../docs/template-sets.md",
+    "../docs/migration-build-machines.md",
+];
 
-/// Cases that run the real Packer found on PATH (`doctor`, the runbook's and the template
-/// sets page's builds): the
-/// harness-wide stand-in path is left out, and a case may set `SANDBOXER_PACKER` itself.
+/// Cases that run the real Packer found on PATH (`doctor`, the builds of the runbook, the
+/// template sets page and the migration guide): the harness-wide stand-in path is left out, and
+/// a case may set `SANDBOXER_PACKER` itself.
 #[test]
 fn transcripts_with_the_real_packer() {
     crate::common::require_tool("packer");
@@ -101,9 +112,13 @@ fn transcripts_with_the_real_packer() {
         .env("STATE_HUB_URL", "")
         .env("STATE_HUB_TOKEN", "")
         .env("STATE_HUB_TOKEN_FILE", "");
+    // `make remote-build` on the migration guide runs the sandboxer under test.
+    with_make(&cases).env("SANDBOXER", env!("CARGO_BIN_EXE_sandboxer"));
     cases_matching(&cases, "../tests/cmd/real-packer/*.toml");
     cases_matching(&cases, "../docs/runbooks/*.md");
-    cases_matching(&cases, PAGES_THAT_BUILD);
+    for page in PAGES_THAT_BUILD {
+        cases_matching(&cases, page);
+    }
     cases.run();
 }
 
