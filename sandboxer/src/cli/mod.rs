@@ -29,8 +29,8 @@ use crate::registry::Registry;
 use crate::shim::{self, InstallOptions};
 use args::{
     Cli, Command, CreateArgs, ExtendArgs, GcArgs, GlobalArgs, HubCommand, IdArgs, ListArgs,
-    LogsArgs, ProfilesCommand, ProgressFormat, ShimCheckArgs, ShimCommand, ShimInstallArgs, SshArgs,
-    TeardownArgs,
+    LogsArgs, ProfilesCommand, ProgressFormat, ShimCheckArgs, ShimCommand, ShimInstallArgs,
+    SshArgs, TeardownArgs,
 };
 
 /// The whole command line as clap sees it: for man pages and completion scripts.
