@@ -53,6 +53,66 @@ pub(super) struct GlobalArgs {
     pub verbose: bool,
 }
 
+/// One example per command, shown at the end of its `--help` (and in its man page). Every
+/// command has one: a test says so.
+const EXAMPLES: &[(&str, &str)] = &[
+    (
+        "create",
+        "sandboxer create --profile vm-packer-build --input vm_name=web-1 --ttl 4h",
+    ),
+    ("list", "sandboxer list --json"),
+    ("show", "sandboxer show sb-1m8d --json"),
+    (
+        "teardown",
+        "sandboxer teardown sb-1m8dd81vpxjrh sb-1m8dd8a8wr5n2",
+    ),
+    ("extend", "sandboxer extend sb-1m8d --ttl 1d"),
+    ("ssh", "sandboxer ssh sb-1m8d -- uname -a"),
+    ("gc", "sandboxer gc --dry-run"),
+    ("profiles", "sandboxer profiles list"),
+    ("profiles list", "sandboxer profiles list --json"),
+    ("profiles show", "sandboxer profiles show vm-haskell-build"),
+    ("logs", "sandboxer logs sb-1m8d --follow"),
+    ("doctor", "sandboxer doctor --json"),
+    (
+        "completions",
+        "sandboxer completions bash > ~/.local/share/bash-completion/completions/sandboxer",
+    ),
+    ("hub", "sandboxer hub status"),
+    ("hub status", "sandboxer hub status --json"),
+    ("hub flush", "sandboxer hub flush"),
+    ("shim", "sandboxer shim check --dest infra/build-machines"),
+    (
+        "shim install",
+        "sandboxer shim install --dest infra/build-machines --edit-makefile",
+    ),
+    (
+        "shim check",
+        "sandboxer shim check --dest infra/build-machines --json",
+    ),
+];
+
+/// Appends each command's example to its help.
+pub(super) fn with_examples(mut command: clap::Command) -> clap::Command {
+    for (path, example) in EXAMPLES {
+        let names: Vec<&str> = path.split(' ').collect();
+        command = add_example(command, &names, example);
+    }
+    command
+}
+
+fn add_example(command: clap::Command, names: &[&str], example: &str) -> clap::Command {
+    let Some((first, rest)) = names.split_first() else {
+        let text = match command.get_after_help() {
+            Some(help) => format!("{help}\n\nExample:\n  $ {example}"),
+            None => format!("Example:\n  $ {example}"),
+        };
+        return command.after_help(text);
+    };
+    let rest = rest.to_vec();
+    command.mut_subcommand(*first, move |sub| add_example(sub, &rest, example))
+}
+
 #[derive(Debug, Subcommand)]
 pub(super) enum Command {
     /// Create a sandbox from a profile and provision it
@@ -352,5 +412,34 @@ impl Command {
             Command::Shim(ShimCommand::Install(args)) => args.json,
             Command::Shim(ShimCommand::Check(args)) => args.json,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every command and subcommand ends its help with an example.
+    #[test]
+    fn every_command_has_an_example() {
+        fn walk(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for sub in command.get_subcommands() {
+                if sub.get_name() == "help" {
+                    continue;
+                }
+                let path = format!("{path} {}", sub.get_name()).trim().to_owned();
+                let has = sub
+                    .get_after_help()
+                    .is_some_and(|help| help.to_string().contains("Example:\n  $ sandboxer"));
+                if !has {
+                    missing.push(path.clone());
+                }
+                walk(sub, &path, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&super::super::command(), "", &mut missing);
+        assert!(
+            missing.is_empty(),
+            "add an example to EXAMPLES in cli/args.rs for: {missing:?}"
+        );
     }
 }

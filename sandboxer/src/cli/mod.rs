@@ -35,7 +35,7 @@ use args::{
 
 /// The whole command line as clap sees it: for man pages and completion scripts.
 pub fn command() -> clap::Command {
-    Cli::command()
+    args::with_examples(Cli::command())
 }
 
 /// `main` for a program that adds its own extensions to the built-in ones (see the extension
@@ -52,7 +52,10 @@ pub fn main_with(extensions: &'static [&'static dyn ext::Extension]) -> ExitCode
 pub fn main() -> ExitCode {
     complete::answer_if_asked();
     let argv: Vec<OsString> = std::env::args_os().collect();
-    let cli = match Cli::try_parse_from(&argv) {
+    let parsed = command()
+        .try_get_matches_from(&argv)
+        .and_then(|matches| <Cli as clap::FromArgMatches>::from_arg_matches(&matches));
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(err) => return clap_error(err, &argv),
     };
