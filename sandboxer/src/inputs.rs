@@ -110,8 +110,45 @@ impl InputSchema {
 
     /// A table of what the extension accepts, for error messages and `profiles show`.
     pub fn describe(&self) -> String {
+        self.describe_specs(self.specs.iter(), true)
+    }
+
+    /// The table of [`InputSchema::describe`] for the inputs that apply in `mode` only (with no
+    /// modes column: they all apply), then a line naming what other modes take instead.
+    pub fn describe_mode(&self, mode: Option<&str>) -> String {
+        let mut out = self.describe_specs(
+            self.specs.iter().filter(|spec| spec.applies_to(mode)),
+            false,
+        );
+        let mut others: Vec<&str> = self
+            .specs
+            .iter()
+            .flat_map(|spec| spec.modes.iter().copied())
+            .filter(|other| Some(*other) != mode)
+            .collect();
+        others.sort_unstable();
+        others.dedup();
+        for other in others {
+            let names: Vec<&str> = self
+                .specs
+                .iter()
+                .filter(|spec| spec.modes.contains(&other) && !spec.applies_to(mode))
+                .map(|spec| spec.name)
+                .collect();
+            if !names.is_empty() {
+                let _ = writeln!(out, "  (in {other} mode instead: {})", names.join(", "));
+            }
+        }
+        out
+    }
+
+    fn describe_specs<'a>(
+        &self,
+        specs: impl Iterator<Item = &'a InputSpec>,
+        with_modes: bool,
+    ) -> String {
         let mut out = String::new();
-        for spec in self.specs {
+        for spec in specs {
             let mut notes = Vec::new();
             if spec.kind == Kind::List {
                 notes.push("list".to_owned());
@@ -119,7 +156,7 @@ impl InputSchema {
             if spec.required {
                 notes.push("required".to_owned());
             }
-            if !spec.modes.is_empty() {
+            if with_modes && !spec.modes.is_empty() {
                 notes.push(format!("{} mode", spec.modes.join("|")));
             }
             if !spec.allowed.is_empty() {

@@ -313,17 +313,44 @@ pub(super) fn profile_show(
     let profile = &entry.profile;
     let inputs = profile.input_rows();
     if as_json {
+        /// An input the extension takes in the profile's mode.
+        #[derive(Serialize)]
+        struct Accepts<'a> {
+            name: &'a str,
+            description: &'a str,
+            required: bool,
+            list: bool,
+            default: Option<&'a str>,
+            allowed: &'a [&'a str],
+        }
         #[derive(Serialize)]
         struct Full<'a> {
             #[serde(flatten)]
             profile: crate::profile::Summary<'a>,
             inputs: &'a [InputRow],
             sensitive_inputs: &'a [String],
+            accepts: Vec<Accepts<'a>>,
         }
+        let mode = profile.mode();
+        let accepts = extension
+            .input_schema()
+            .specs
+            .iter()
+            .filter(|spec| spec.applies_to(mode))
+            .map(|spec| Accepts {
+                name: spec.name,
+                description: spec.description,
+                required: spec.required,
+                list: spec.kind == crate::inputs::Kind::List,
+                default: spec.default,
+                allowed: spec.allowed,
+            })
+            .collect();
         return json(&Full {
             profile: entry.summary(),
             inputs: &inputs,
             sensitive_inputs: &profile.sensitive_inputs,
+            accepts,
         });
     }
     let mut text = String::new();
@@ -375,10 +402,14 @@ pub(super) fn profile_show(
             profile.sensitive_inputs.join(", ")
         ));
     }
+    let mode = profile.mode();
+    let in_mode = mode
+        .map(|mode| format!(" in {mode} mode"))
+        .unwrap_or_default();
     text.push_str(&format!(
-        "{} accepts:\n{}",
+        "{}{in_mode} accepts:\n{}",
         extension.id(),
-        extension.input_schema().describe()
+        extension.input_schema().describe_mode(mode)
     ));
     let mut out = stdout();
     out.write_all(text.as_bytes())?;
