@@ -81,6 +81,12 @@ pub struct Setup<'a> {
     pub search: &'a SearchPath,
     /// `$SANDBOXER_PACKER`, if set.
     pub packer: Option<&'a Utf8Path>,
+    /// State Hub as configured, or why its configuration is wrong.
+    pub state_hub: Result<crate::hub::Settings, String>,
+    /// `$SANDBOXER_PORT_REGISTRY`, if set.
+    pub port_registry: Option<&'a Utf8Path>,
+    /// `--shim-dest`: where the remote-build shim is installed, to check it is current.
+    pub shim_dest: Option<&'a Utf8Path>,
 }
 
 /// Runs every check, in a stable order.
@@ -110,7 +116,119 @@ pub fn run(setup: &Setup<'_>) -> Vec<Check> {
     checks.push(file_locks(setup.state_dir, state_ok));
     checks.push(profiles(setup.search));
     checks.push(waiting_for_gc(setup.state_dir, state_ok));
+    checks.push(state_hub(setup));
+    if let Some(path) = setup.port_registry {
+        checks.push(port_registry(path));
+    }
+    if let Some(dest) = setup.shim_dest {
+        checks.push(shim(dest));
+    }
     checks
+}
+
+/// How long doctor waits for State Hub to accept a connection.
+const REACH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Configured, reachable (a TCP connection; nothing is sent, so the token never leaves), and
+/// nothing waiting in the spool.
+fn state_hub(setup: &Setup<'_>) -> Check {
+    let name = "state-hub";
+    let settings = match &setup.state_hub {
+        Ok(settings) => settings,
+        Err(err) => {
+            return Check::fail(
+                name,
+                err.clone(),
+                "fix STATE_HUB_URL, STATE_HUB_TOKEN(_FILE) or the [state_hub] table of config.toml",
+            );
+        }
+    };
+    let Some(endpoint) = &settings.endpoint else {
+        return Check::ok(
+            name,
+            "off (no STATE_HUB_URL, and no [state_hub] url in the config file)",
+        );
+    };
+    let url = endpoint.events_url();
+    let waiting = crate::hub::status(setup.state_dir, settings)
+        .map(|status| {
+            status
+                .waiting
+                .iter()
+                .map(|sandbox| sandbox.events)
+                .sum::<usize>()
+        })
+        .unwrap_or(0);
+    let host = url
+        .host_str()
+        .unwrap_or_default()
+        .trim_matches(['[', ']'])
+        .to_owned();
+    let port = url.port_or_known_default().unwrap_or(443);
+    let reached = std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port))
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .map(|addr| std::net::TcpStream::connect_timeout(&addr, REACH_TIMEOUT));
+    let token = if endpoint.token.is_some() {
+        "with a token"
+    } else {
+        "without a token"
+    };
+    match reached {
+        Some(Ok(_)) if waiting == 0 => {
+            Check::ok(name, format!("{url} ({token}) accepts connections"))
+        }
+        Some(Ok(_)) => Check::warn(
+            name,
+            format!("{url} ({token}) accepts connections; {waiting} events wait in the spool"),
+            "sandboxer hub flush (the next create also sends them)",
+        ),
+        Some(Err(err)) => Check::warn(
+            name,
+            format!(
+                "{url} does not accept connections ({err}); builds go on, events wait in the spool ({waiting} now)"
+            ),
+            "check STATE_HUB_URL and the network; `sandboxer hub status` shows the last delivery error",
+        ),
+        None => Check::warn(
+            name,
+            format!(
+                "{url}: cannot resolve {host}; builds go on, events wait in the spool ({waiting} now)"
+            ),
+            "check STATE_HUB_URL and DNS",
+        ),
+    }
+}
+
+fn port_registry(path: &Utf8Path) -> Check {
+    let name = "port-registry";
+    match crate::ext::vm_packer::port_registry::PortRegistry::load(path, path.as_str()) {
+        Ok(registry) => Check::ok(name, format!("{path}: {} VMs (read only)", registry.len())),
+        Err(err) => Check::fail(
+            name,
+            format!("{err:#}"),
+            "fix the registry at the location named, or point SANDBOXER_PORT_REGISTRY elsewhere",
+        ),
+    }
+}
+
+fn shim(dest: &Utf8Path) -> Check {
+    let name = "shim";
+    match crate::shim::check(dest) {
+        Ok(report) => match report.failure() {
+            None => Check::ok(name, format!("{dest}: current")),
+            Some(failure) => Check::fail(
+                name,
+                failure,
+                format!("sandboxer shim install --dest {dest}"),
+            ),
+        },
+        Err(err) => Check::fail(
+            name,
+            format!("{err:#}"),
+            "give --shim-dest the directory that holds remote-build.mk",
+        ),
+    }
 }
 
 /// Whether any check failed: doctor's exit code.

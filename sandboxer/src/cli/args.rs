@@ -146,9 +146,11 @@ pub(super) enum Command {
     Logs(LogsArgs),
     /// Check this machine and configuration: tools, state dir, profiles, sandboxes awaiting gc
     #[command(
-        after_help = "One line per check: ok, warn or fail, and the fix. Changes nothing.\nExit code 0 when nothing fails (warnings included), 1 otherwise."
+        after_help = "One line per check: ok, warn or fail, and the fix. Changes nothing (State Hub is only
+connected to, never sent anything; the port registry, when $SANDBOXER_PORT_REGISTRY names
+one, is only read).\nExit code 0 when nothing fails (warnings included), 1 otherwise."
     )]
-    Doctor(JsonArg),
+    Doctor(DoctorArgs),
     /// Print the script that registers shell completions (profile names and sandbox ids too)
     #[command(
         after_help = "Install it where your shell looks, for example:\n  sandboxer completions bash > ~/.local/share/bash-completion/completions/sandboxer\n  sandboxer completions zsh > ~/.zfunc/_sandboxer\n  sandboxer completions fish > ~/.config/fish/completions/sandboxer.fish\n`make install` installs all three."
@@ -325,6 +327,16 @@ pub(super) struct ProfileShowArgs {
     /// Profile id (the `profile.` prefix may be left out)
     #[arg(add = ArgValueCompleter::new(complete::profiles))]
     pub name: String,
+    /// Print JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct DoctorArgs {
+    /// Also check that the remote-build shim installed in DIR is current (as `shim check`)
+    #[arg(long, value_name = "DIR")]
+    pub shim_dest: Option<Utf8PathBuf>,
     /// Print JSON on stdout
     #[arg(long)]
     pub json: bool,

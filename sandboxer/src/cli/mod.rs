@@ -125,7 +125,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             render::profile_show(entry, extension, args.json)
         }
         Command::Logs(args) => logs(&config(&cli.global, search)?, &args),
-        Command::Doctor(args) => doctor(&cli.global, &search, args.json),
+        Command::Doctor(args) => doctor(&cli.global, &search, &args),
         Command::Hub(HubCommand::Status(args)) => {
             let config = config(&cli.global, search)?;
             let status = hub::status(config.registry.root(), &hub_settings(&cli.global)?)?;
@@ -423,7 +423,7 @@ fn teardown(config: &Config, args: &TeardownArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn doctor(global: &GlobalArgs, search: &SearchPath, json: bool) -> anyhow::Result<()> {
+fn doctor(global: &GlobalArgs, search: &SearchPath, args: &args::DoctorArgs) -> anyhow::Result<()> {
     let state_dir = state_dir(global.state_dir.as_deref())?
         .context("cannot find a state directory: set SANDBOXER_HOME, XDG_STATE_HOME or HOME")?;
     let cwd = std::env::current_dir().context("reading the current directory")?;
@@ -432,12 +432,17 @@ fn doctor(global: &GlobalArgs, search: &SearchPath, json: bool) -> anyhow::Resul
         Err(_) => state_dir,
     };
     let packer = env_path("SANDBOXER_PACKER")?;
+    let port_registry = env_path("SANDBOXER_PORT_REGISTRY")?;
+    let state_hub = hub_settings(global).map_err(|err| format!("{err:#}"));
     let checks = crate::doctor::run(&crate::doctor::Setup {
         state_dir: &state_dir,
         search,
         packer: packer.as_deref(),
+        state_hub,
+        port_registry: port_registry.as_deref(),
+        shim_dest: args.shim_dest.as_deref(),
     });
-    render::doctor(&checks, json)?;
+    render::doctor(&checks, args.json)?;
     let failed = checks
         .iter()
         .filter(|check| check.status == crate::doctor::Status::Fail)

@@ -226,3 +226,88 @@ fn doctor_reports_sandboxes_waiting_for_gc_without_touching_them() {
         "doctor changed a record"
     );
 }
+
+/// `doctor --json` as a map from check name to the check.
+fn doctor_checks(run: &Run) -> std::collections::BTreeMap<String, serde_json::Value> {
+    run.json()
+        .as_array()
+        .expect("doctor --json prints an array")
+        .iter()
+        .map(|check| (check["name"].as_str().unwrap().to_owned(), check.clone()))
+        .collect()
+}
+
+#[test]
+fn doctor_checks_the_port_registry_state_hub_and_the_shim_when_configured() {
+    require_tool("packer");
+    // A port registry with a mistake, and a State Hub that accepts no connection.
+    let registry = sandboxer_root_file("registry.toml");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let sandboxer = Sandboxer::new()
+        .env("SANDBOXER_PORT_REGISTRY", &registry.1)
+        .env("STATE_HUB_URL", &url);
+    std::fs::write(
+        &registry.1,
+        "[[vm]]\nname = \"build-01\"\nhost = \"10.0.0.5\"\nssh_port = \"twenty-two\"\n",
+    )
+    .unwrap();
+    let dest = sandboxer.root().join("build-machines");
+    std::fs::create_dir_all(&dest).unwrap();
+    sandboxer
+        .run(&["shim", "install", "--dest", dest.to_str().unwrap()])
+        .success();
+
+    let run = sandboxer.run(&["doctor", "--json", "--shim-dest", dest.to_str().unwrap()]);
+    let checks = doctor_checks(&run.code(1));
+    assert_eq!(checks["port-registry"]["status"], "fail", "{checks:#?}");
+    assert!(
+        checks["port-registry"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("registry.toml:4:12"),
+        "{checks:#?}"
+    );
+    assert_eq!(checks["state-hub"]["status"], "warn", "{checks:#?}");
+    assert!(
+        checks["state-hub"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("does not accept connections"),
+        "{checks:#?}"
+    );
+    assert_eq!(checks["shim"]["status"], "ok", "{checks:#?}");
+
+    // A hand edit makes the shim check fail, naming the file.
+    let script = dest.join("remote-build.sh");
+    let mut text = std::fs::read_to_string(&script).unwrap();
+    text.push_str("# local tweak\n");
+    std::fs::write(&script, text).unwrap();
+    std::fs::write(
+        &registry.1,
+        "[[vm]]\nname = \"build-01\"\nhost = \"10.0.0.5\"\nssh_port = 2201\n",
+    )
+    .unwrap();
+    let checks = doctor_checks(
+        &sandboxer
+            .run(&["doctor", "--json", "--shim-dest", dest.to_str().unwrap()])
+            .code(1),
+    );
+    assert_eq!(checks["port-registry"]["status"], "ok", "{checks:#?}");
+    assert_eq!(checks["shim"]["status"], "fail", "{checks:#?}");
+    assert!(
+        checks["shim"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("remote-build.sh edited by hand"),
+        "{checks:#?}"
+    );
+}
+
+/// A file in a fresh temporary directory: `(the directory, the file's path)`.
+fn sandboxer_root_file(name: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    (dir, path)
+}

@@ -59,6 +59,15 @@ pub struct PortRegistry {
 }
 
 impl PortRegistry {
+    /// How many VMs the registry lists.
+    pub fn len(&self) -> usize {
+        self.vms.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.vms.is_empty()
+    }
+
     /// Reads and checks the registry at `path`; errors name `shown_as` (the path as the user
     /// wrote it) and, for a malformed file, the line and column.
     pub fn load(path: &Utf8Path, shown_as: &str) -> anyhow::Result<PortRegistry> {
