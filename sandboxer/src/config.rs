@@ -1,11 +1,12 @@
 //! The user config file, `$XDG_CONFIG_HOME/sandboxer/config.toml`: settings that belong to a
-//! person rather than a profile. Today only `[state_hub] url`.
+//! person rather than a profile: `[state_hub] url` and `[history] retention`.
 
 use anyhow::Context as _;
 use camino::Utf8Path;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::duration::Age;
 use crate::error::usage;
 use crate::profile::line_column;
 
@@ -14,12 +15,22 @@ use crate::profile::line_column;
 pub struct UserConfig {
     /// `[state_hub] url`, with `file:line:column` of the value.
     pub state_hub_url: Option<(String, String)>,
+    /// `[history] retention`: how long `gc` keeps a torn-down sandbox's record when its profile
+    /// sets no `retention`.
+    pub retention: Option<Age>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct File {
     state_hub: Option<StateHubTable>,
+    history: Option<HistoryTable>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HistoryTable {
+    retention: Option<Age>,
 }
 
 #[derive(Deserialize)]
@@ -46,8 +57,12 @@ pub fn load(path: &Utf8Path) -> anyhow::Result<UserConfig> {
             .map_or_else(|| path.to_string(), |span| at(span.start));
         usage(format!("{location}: {}", err.message().trim_end()))
     })?;
+    let retention = file.history.and_then(|history| history.retention);
     let Some(table) = file.state_hub else {
-        return Ok(UserConfig::default());
+        return Ok(UserConfig {
+            retention,
+            ..UserConfig::default()
+        });
     };
     if let Some(token) = table.token {
         return Err(usage(format!(
@@ -60,6 +75,7 @@ pub fn load(path: &Utf8Path) -> anyhow::Result<UserConfig> {
             let location = at(url.span().start);
             (url.into_inner(), location)
         }),
+        retention,
     })
 }
 
@@ -77,6 +93,7 @@ mod tests {
         load(&path)
             .map(|config| UserConfig {
                 state_hub_url: config.state_hub_url.map(|(url, at)| (url, unlocated(at))),
+                ..config
             })
             .map_err(|err| anyhow::anyhow!("{}", unlocated(err.to_string())))
     }
@@ -91,6 +108,27 @@ mod tests {
         assert_eq!(
             load(Utf8Path::new("/nonexistent/config.toml")).unwrap(),
             UserConfig::default()
+        );
+    }
+
+    #[test]
+    fn history_retention() {
+        let config = load_text("[history]\nretention = \"90d\"\n").unwrap();
+        assert_eq!(config.retention, Some(Age::from_secs(90 * 24 * 3600)));
+        assert_eq!(config.retention.unwrap().to_string(), "90d");
+        let zero = load_text("[history]\nretention = \"0s\"\n").unwrap();
+        assert_eq!(zero.retention, Some(Age::from_secs(0)));
+        let err = load_text("[history]\nretention = \"30x\"\n").unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("config.toml:2:13: invalid retention \"30x\""),
+            "{err}"
+        );
+        let err = load_text("[history]\nretension = \"30d\"\n").unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("config.toml:2:1: unknown field `retension`"),
+            "{err}"
         );
     }
 

@@ -134,6 +134,66 @@ impl<'de> Deserialize<'de> for Ttl {
     }
 }
 
+/// How long something is kept after it ended (`retention`, `--older-than`): zero is allowed
+/// and means "from the moment it ended".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Age(SignedDuration);
+
+impl Age {
+    pub const fn from_secs(secs: i64) -> Self {
+        Age(SignedDuration::from_secs(secs))
+    }
+
+    pub fn as_duration(self) -> SignedDuration {
+        self.0
+    }
+
+    /// Parses `text`, naming `what` ("retention", "--older-than") in errors.
+    pub fn parse(text: &str, what: &str) -> Result<Age, String> {
+        parse_secs(text, what).map(Age::from_secs)
+    }
+}
+
+impl fmt::Display for Age {
+    /// In days at most ("30d", "90d", "1d12h"): retention periods read better without weeks.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secs = self.0.as_secs();
+        if secs <= 0 {
+            return f.write_str("0s");
+        }
+        let mut rest = secs;
+        for (unit, unit_secs) in &UNITS[1..] {
+            if rest >= *unit_secs {
+                write!(f, "{}{unit}", rest / unit_secs)?;
+                rest %= unit_secs;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Serialize for Age {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Age {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct AgeVisitor;
+        impl serde::de::Visitor<'_> for AgeVisitor {
+            type Value = Age;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a duration string such as \"30d\", \"12w\" or \"0s\"")
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Age, E> {
+                Age::parse(text, "retention").map_err(E::custom)
+            }
+        }
+        deserializer.deserialize_str(AgeVisitor)
+    }
+}
+
 /// "1h 5m", "3d 2h", "40s": the time left until something, two most significant units, for
 /// tables; "expired" once it has passed.
 pub fn human_remaining(duration: SignedDuration) -> String {

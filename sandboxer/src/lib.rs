@@ -2,6 +2,7 @@
 //!
 //! The CLI layer (`cli`) parses and prints; everything else decides. See `docs/ARCHITECTURE.md`.
 
+pub mod artifacts;
 pub mod builtin;
 pub mod cancel;
 pub mod cli;
@@ -12,15 +13,18 @@ pub mod error;
 pub mod ext;
 pub mod files;
 pub mod hub;
+pub mod history;
 pub mod inputs;
 pub mod lifecycle;
 pub mod logs;
 pub mod placement;
 pub mod process;
 pub mod profile;
+pub mod provenance;
 pub mod progress;
 pub mod record;
 pub mod redact;
 pub mod registry;
 pub mod shim;
 pub mod ssh;
+pub mod size;

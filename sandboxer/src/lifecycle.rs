@@ -32,6 +32,9 @@ pub struct Config {
     pub env: Environment,
     /// Where published events go besides the caller's sinks; off by default.
     pub hub: hub::Settings,
+    /// How long a torn-down sandbox's record is kept when its profile does not say:
+    /// `[history] retention` in the user config file, else [`crate::history::DEFAULT_RETENTION`].
+    pub retention: crate::duration::Age,
 }
 
 /// How long `create` waits for State Hub to take its last events once the provision is over;
@@ -184,6 +187,10 @@ pub fn create(
         claim: claim.as_ref().map(|claim| claim.key.clone()),
         ssh: None,
         forwarded_ports: Vec::new(),
+        torn_down_at: None,
+        retention: profile.retention,
+        pruned_artifacts: Vec::new(),
+        provenance: None,
     })?;
     drop(claims_lock);
     let started = Instant::now();
@@ -601,6 +608,9 @@ fn teardown_as(
         )
     })?;
     let dirs = registry.dirs(id);
+    // Provenance goes next to the kept artifacts before they do, so that a kept file never sits
+    // there without it.
+    crate::artifacts::before_teardown(registry, &record)?;
     let mut artifacts = record.artifacts.clone();
     extension
         .teardown(ext::TeardownContext {
@@ -616,7 +626,9 @@ fn teardown_as(
         }
         record.owner = None;
         record.artifacts = artifacts;
+        record.torn_down_at = Some(Timestamp::now());
     })?;
+    crate::artifacts::settle(registry, &record)?;
     drop(lock);
     Ok(TeardownOutcome::TornDown(record))
 }
@@ -714,6 +726,17 @@ pub enum GcAction {
     SkipProvisioning,
     /// Remove the half-made directory of a create that died before publishing it.
     RemoveStaleAllocation,
+    /// Delete a torn-down sandbox's record once its retention has passed (its kept artifacts
+    /// stay, with their provenance next to them).
+    Purge,
+    /// Delete the files of pruned artifacts that an interrupted prune left on disk.
+    FinishPrune,
+    /// Remove a kept-artifacts directory that keeps nothing any more.
+    RemoveEmptyArtifactDir,
+    /// Delete the temporary file of a provenance write that was killed midway.
+    RemoveStaleTempFile,
+    /// Remove what a purge killed midway left (`sandboxes/.purge-<id>`).
+    RemoveStalePurge,
 }
 
 impl GcAction {
@@ -723,6 +746,11 @@ impl GcAction {
             GcAction::StopOrphanedBuild => "stop-orphaned-build",
             GcAction::SkipProvisioning => "skip-provisioning",
             GcAction::RemoveStaleAllocation => "remove-stale-allocation",
+            GcAction::Purge => "purge",
+            GcAction::FinishPrune => "finish-prune",
+            GcAction::RemoveEmptyArtifactDir => "remove-empty-artifact-dir",
+            GcAction::RemoveStaleTempFile => "remove-stale-temp-file",
+            GcAction::RemoveStalePurge => "remove-stale-purge",
         }
     }
 }
@@ -783,8 +811,9 @@ impl GcReport {
 
 /// Tears down every expired sandbox (marking it `expired`), stops the process groups of
 /// orphaned builds, and skips sandboxes still provisioning (they are reaped by a later gc
-/// once they finish). One policy for errors: a failure is recorded in the report and the next
-/// sandbox is attempted.
+/// once they finish); then purges torn-down sandboxes' records past their retention and
+/// finishes interrupted prunes. One policy for errors: a failure is recorded in the report and
+/// the next sandbox is attempted.
 pub fn gc(config: &Config, dry_run: bool) -> anyhow::Result<GcReport> {
     let now = Timestamp::now();
     let listing = list(config, false)?;
@@ -793,7 +822,10 @@ pub fn gc(config: &Config, dry_run: bool) -> anyhow::Result<GcReport> {
         unreadable: listing.unreadable,
     };
     let planned_or = |done: Outcome| if dry_run { Outcome::Planned } else { done };
-    for record in listing.records {
+    // The records as they stand after this gc's teardowns, for the history pass below.
+    let mut records = listing.records;
+    for index in 0..records.len() {
+        let record = records[index].clone();
         let id = record.id.as_str();
         if record.state.is_in_progress() {
             if is_expired(&record, now) {
@@ -858,7 +890,10 @@ pub fn gc(config: &Config, dry_run: bool) -> anyhow::Result<GcReport> {
         }
         let reason = Some(format!("TTL ended at {}", record.expires_at));
         match teardown_as(config, id, State::Expired, reason) {
-            Ok(TeardownOutcome::TornDown(_)) => report.push(id, action, Outcome::Done, detail),
+            Ok(TeardownOutcome::TornDown(torn_down)) => {
+                report.push(id, action, Outcome::Done, detail);
+                records[index] = torn_down;
+            }
             Ok(TeardownOutcome::AlreadyGone(record)) => report.push(
                 id,
                 action,
@@ -868,6 +903,7 @@ pub fn gc(config: &Config, dry_run: bool) -> anyhow::Result<GcReport> {
             Err(err) => report.push(id, action, Outcome::Failed, format!("{err:#}")),
         }
     }
+    gc_history(config, &records, now, dry_run, &mut report)?;
     match config.registry.stale_allocations() {
         Ok(stale) => {
             for staging in stale {
@@ -887,6 +923,113 @@ pub fn gc(config: &Config, dry_run: bool) -> anyhow::Result<GcReport> {
         Err(err) => report.unreadable.push(("sandboxes/".to_owned(), err)),
     }
     Ok(report)
+}
+
+/// gc's history pass: finishes what interrupted prunes left in `artifacts/`, purges the
+/// records of sandboxes torn down longer ago than their retention, and removes what a killed
+/// purge left. Holds the artifacts lock, so no prune decides at the same time.
+fn gc_history(
+    config: &Config,
+    records: &[Record],
+    now: Timestamp,
+    dry_run: bool,
+    report: &mut GcReport,
+) -> anyhow::Result<()> {
+    let registry = &config.registry;
+    let _artifacts_lock = crate::artifacts::lock(registry)?;
+    let planned_or = |done: Outcome| if dry_run { Outcome::Planned } else { done };
+    match crate::artifacts::leftovers(registry, records) {
+        Ok(leftovers) => {
+            for leftover in leftovers {
+                let action = match leftover.kind {
+                    crate::artifacts::LeftoverKind::InterruptedPrune => GcAction::FinishPrune,
+                    crate::artifacts::LeftoverKind::EmptyArtifactDir => {
+                        GcAction::RemoveEmptyArtifactDir
+                    }
+                    crate::artifacts::LeftoverKind::StaleTempFile => GcAction::RemoveStaleTempFile,
+                };
+                let outcome = if dry_run {
+                    Ok(true)
+                } else {
+                    crate::artifacts::finish(config, &leftover)
+                };
+                match outcome {
+                    Ok(true) => report.push(
+                        &leftover.id,
+                        action,
+                        planned_or(Outcome::Done),
+                        leftover.detail,
+                    ),
+                    Ok(false) => report.push(
+                        &leftover.id,
+                        action,
+                        Outcome::Skipped,
+                        "another process is working on it",
+                    ),
+                    Err(err) => report.push(&leftover.id, action, Outcome::Failed, format!("{err:#}")),
+                }
+            }
+        }
+        Err(err) => report.unreadable.push(("artifacts/".to_owned(), err)),
+    }
+    for record in records {
+        let retention = crate::history::retention_of(record, config.retention);
+        let Some(due) = crate::history::purge_due_at(record, config.retention) else {
+            continue;
+        };
+        if due > now {
+            continue;
+        }
+        let since = record.torn_down_at.unwrap_or(record.updated_at);
+        let kept = if record.artifacts.is_empty() {
+            String::new()
+        } else {
+            format!("; its {} kept artifact(s) stay, with their provenance", record.artifacts.len())
+        };
+        let detail = format!(
+            "{} at {since}; its retention ({retention}) has passed{kept}",
+            record.state
+        );
+        let outcome = if dry_run {
+            Ok(true)
+        } else {
+            crate::history::purge(config, &record.id, now)
+        };
+        match outcome {
+            Ok(true) => report.push(&record.id, GcAction::Purge, planned_or(Outcome::Done), detail),
+            Ok(false) => report.push(
+                &record.id,
+                GcAction::Purge,
+                Outcome::Skipped,
+                "another process is working on it, or it was purged already",
+            ),
+            Err(err) => report.push(&record.id, GcAction::Purge, Outcome::Failed, format!("{err:#}")),
+        }
+    }
+    match registry.stale_purges() {
+        Ok(stale) => {
+            for name in stale {
+                let id = name.trim_start_matches(".purge-");
+                let outcome = if dry_run {
+                    Ok(())
+                } else {
+                    registry.remove_stale_purge(&name)
+                };
+                let action = GcAction::RemoveStalePurge;
+                match outcome {
+                    Ok(()) => report.push(
+                        id,
+                        action,
+                        planned_or(Outcome::Done),
+                        format!("removing sandboxes/{name}, left by a purge that did not finish"),
+                    ),
+                    Err(err) => report.push(id, action, Outcome::Failed, format!("{err:#}")),
+                }
+            }
+        }
+        Err(err) => report.unreadable.push(("sandboxes/".to_owned(), err)),
+    }
+    Ok(())
 }
 
 /// Stops an orphaned build under the owner lock; `None` when someone else holds the lock.

@@ -10,7 +10,7 @@ use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
-use crate::duration::Ttl;
+use crate::duration::{Age, Ttl};
 use crate::error::{did_you_mean, not_found, usage};
 use crate::ext::{self, OnFailure};
 use crate::inputs::{Kind, Layer, Origin, Setting, Value};
@@ -61,6 +61,8 @@ pub struct Profile {
     pub description: String,
     pub extension: String,
     pub ttl: Ttl,
+    /// How long `gc` keeps a torn-down sandbox's record; `None`: the user's settings decide.
+    pub retention: Option<Age>,
     pub placement: PlacementPolicy,
     /// Default inputs, each with the file location it came from.
     pub inputs: Layer,
@@ -171,6 +173,8 @@ pub struct Summary<'a> {
     pub extension: &'a str,
     pub mode: Option<&'a str>,
     pub ttl: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retention: Option<String>,
     pub placement: &'a PlacementPolicy,
     pub on_failure: OnFailure,
     pub source: String,
@@ -187,6 +191,7 @@ impl Entry {
             extension: &profile.extension,
             mode: profile.mode(),
             ttl: profile.ttl.to_string(),
+            retention: profile.retention.map(|retention| retention.to_string()),
             placement: &profile.placement,
             on_failure: profile.on_failure,
             source: profile.source.to_string(),
@@ -203,6 +208,8 @@ struct ProfileFile {
     description: String,
     extension: Spanned<String>,
     ttl: Ttl,
+    #[serde(default)]
+    retention: Option<Age>,
     #[serde(default)]
     placement: PlacementFile,
     #[serde(default)]
@@ -223,8 +230,9 @@ struct StateHubFile {
     task: Option<Spanned<String>>,
 }
 
-const PROFILE_KEYS: [&str; 10] = [
+const PROFILE_KEYS: [&str; 11] = [
     "state_hub",
+    "retention",
     "on_failure",
     "max_concurrent",
     "id",
@@ -471,6 +479,7 @@ pub fn parse(text: &str, display_path: &str, source: Source) -> anyhow::Result<P
         description: file.description,
         extension: file.extension.into_inner(),
         ttl: file.ttl,
+        retention: file.retention,
         placement,
         inputs,
         sensitive_inputs,

@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::inputs::Value;
 use crate::ssh::SshTarget;
+use crate::duration::Age;
+use crate::provenance::BuildProvenance;
 
 /// Bumped when the record's shape changes in a way old readers would misread.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -28,6 +30,16 @@ pub enum State {
 }
 
 impl State {
+    pub const ALL: [State; 7] = [
+        State::Pending,
+        State::Provisioning,
+        State::Ready,
+        State::Failed,
+        State::Cancelled,
+        State::TornDown,
+        State::Expired,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             State::Pending => "pending",
@@ -48,6 +60,20 @@ impl State {
     /// Whether some process is (or should be) working on the sandbox right now.
     pub fn is_in_progress(self) -> bool {
         matches!(self, State::Pending | State::Provisioning)
+    }
+}
+
+impl std::str::FromStr for State {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        State::ALL
+            .into_iter()
+            .find(|state| state.as_str() == text)
+            .ok_or_else(|| {
+                let names: Vec<&str> = State::ALL.iter().map(|state| state.as_str()).collect();
+                format!("unknown state {text:?} (states: {})", names.join(", "))
+            })
     }
 }
 
@@ -119,6 +145,18 @@ pub struct ForwardedPort {
     pub purpose: String,
 }
 
+/// A kept artifact that `artifacts prune` deleted (or is deleting: the entry is written before
+/// the file is removed, so a prune killed in between leaves a file that is still described, and
+/// the next `gc` finishes the deletion).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrunedArtifact {
+    #[serde(flatten)]
+    pub artifact: Artifact,
+    pub pruned_at: Timestamp,
+    /// Which rule chose it (`--keep-last 3`, `--older-than 30d`, `--max-total 100G`).
+    pub reason: String,
+}
+
 /// Everything known about one sandbox.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
@@ -154,4 +192,20 @@ pub struct Record {
     /// Other ports forwarded to the machine.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub forwarded_ports: Vec<ForwardedPort>,
+    /// When teardown (or gc, at the TTL) removed the sandbox's working files; retention counts
+    /// from here. Absent in records written before sandboxer kept history.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub torn_down_at: Option<Timestamp>,
+    /// How long `gc` keeps the record once the sandbox is torn down, from its profile; when
+    /// absent, the user's settings decide (default 30 days).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<Age>,
+    /// Artifacts `artifacts prune` deleted, kept in the record as history. Kept apart from
+    /// `artifacts` so that a reader that predates pruning never takes them for files on disk.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pruned_artifacts: Vec<PrunedArtifact>,
+    /// What made the artifacts (template digest, tool version, variables; see `provenance`),
+    /// for builds; written when the build is prepared and completed when it ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<BuildProvenance>,
 }

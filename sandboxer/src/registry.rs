@@ -9,7 +9,7 @@ use jiff::Timestamp;
 
 use crate::error::{not_found, usage};
 use crate::files::{FileLock, open_lock_file, sync_dir, write_atomically};
-use crate::record::{Record, SCHEMA_VERSION};
+use crate::record::{Record, SCHEMA_VERSION, State};
 
 /// The state directory (`$SANDBOXER_HOME`, else `$XDG_STATE_HOME/sandboxer`).
 #[derive(Debug, Clone)]
@@ -39,6 +39,20 @@ pub type SandboxLock = FileLock;
 pub struct Listing {
     pub records: Vec<Record>,
     pub unreadable: Vec<(String, anyhow::Error)>,
+}
+
+/// The few fields of a record that decide whether a listing wants it: read without building
+/// the whole record, so that skipping thousands of old records costs little more than reading
+/// them.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct RecordHead {
+    pub schema_version: u32,
+    pub id: String,
+    pub profile: String,
+    pub mode: String,
+    pub state: State,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
 }
 
 impl Registry {
@@ -192,6 +206,17 @@ impl Registry {
         Ok(record)
     }
 
+    /// Takes the lock of a sandbox that may have been purged meanwhile: `None` when its
+    /// directory is gone, `Some(None)` when someone else holds the lock.
+    pub fn try_lock_existing(&self, id: &str) -> anyhow::Result<Option<Option<SandboxLock>>> {
+        let root = self.dirs(id).root;
+        match FileLock::try_acquire(&root.join("lock")) {
+            Ok(lock) => Ok(Some(lock)),
+            Err(_) if !root.exists() => Ok(None),
+            Err(err) => Err(err).with_context(|| format!("locking sandbox {id}")),
+        }
+    }
+
     /// Takes the sandbox's lock if nobody holds it.
     pub fn try_lock(&self, id: &str) -> anyhow::Result<Option<SandboxLock>> {
         FileLock::try_acquire(&self.dirs(id).root.join("lock"))
@@ -210,11 +235,16 @@ impl Registry {
         self.load_exact(&id)
     }
 
-    fn load_exact(&self, id: &str) -> anyhow::Result<Record> {
+    /// Reads the record of a full id (no prefix lookup, so no directory listing).
+    pub fn load_exact(&self, id: &str) -> anyhow::Result<Record> {
         let path = self.dirs(id).record;
         let text = fs::read(&path).with_context(|| format!("reading record {path}"))?;
+        self.parse(&path, &text)
+    }
+
+    fn parse(&self, path: &Utf8Path, text: &[u8]) -> anyhow::Result<Record> {
         let record: Record =
-            serde_json::from_slice(&text).with_context(|| format!("parsing record {path}"))?;
+            serde_json::from_slice(text).with_context(|| format!("parsing record {path}"))?;
         anyhow::ensure!(
             record.schema_version <= SCHEMA_VERSION,
             "record {path} has schema version {}, newer than this sandboxer understands ({SCHEMA_VERSION}); upgrade sandboxer",
@@ -242,18 +272,86 @@ impl Registry {
             .collect();
         match matches.as_slice() {
             [one] => Ok((*one).clone()),
-            [] => Err(not_found(format!(
-                "no sandbox `{id_or_prefix}` (see `sandboxer list`)"
-            ))),
-            many => Err(usage(format!(
-                "`{id_or_prefix}` matches {} sandboxes ({}); give more of the id",
-                many.len(),
-                many.iter()
-                    .map(|id| id.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))),
+            [] => Err(not_found(match self.purged_with_kept_artifacts(id_or_prefix) {
+                Some(dir) => format!(
+                    "sandbox `{id_or_prefix}` was purged (its record outlived its retention); its kept artifacts and their provenance are in {dir}"
+                ),
+                None => format!("no sandbox `{id_or_prefix}` (see `sandboxer list --all`)"),
+            })),
+            many => Err(usage(self.ambiguous(id_or_prefix, many))),
         }
+    }
+
+    /// "`sb-0` matches 3 sandboxes; give more of the id:" and one line per candidate, newest
+    /// first, with what tells them apart.
+    fn ambiguous(&self, prefix: &str, candidates: &[&String]) -> String {
+        const SHOWN: usize = 10;
+        let mut text = format!(
+            "`{prefix}` matches {} sandboxes; give more of the id:",
+            candidates.len()
+        );
+        let shown: Vec<&String> = candidates.iter().rev().take(SHOWN).copied().collect();
+        let rows: Vec<[String; 4]> = shown
+            .iter()
+            .map(|id| match self.load_exact(id) {
+                Ok(record) => [
+                    record.id,
+                    record.state.to_string(),
+                    record.profile,
+                    format!("created {}", record.created_at),
+                ],
+                Err(_) => [
+                    (*id).clone(),
+                    "unreadable".to_owned(),
+                    String::new(),
+                    String::new(),
+                ],
+            })
+            .collect();
+        let mut widths = [0; 4];
+        for row in &rows {
+            for (width, cell) in widths.iter_mut().zip(row) {
+                *width = (*width).max(cell.len());
+            }
+        }
+        for row in &rows {
+            let line = format!(
+                "  {:<w0$}  {:<w1$}  {:<w2$}  {}",
+                row[0],
+                row[1],
+                row[2],
+                row[3],
+                w0 = widths[0],
+                w1 = widths[1],
+                w2 = widths[2]
+            );
+            text.push('\n');
+            text.push_str(line.trim_end());
+        }
+        if candidates.len() > SHOWN {
+            text.push_str(&format!(
+                "\n  ... and {} more (`sandboxer list --all` shows them)",
+                candidates.len() - SHOWN
+            ));
+        }
+        text
+    }
+
+    /// The kept-artifacts directory of the one purged sandbox whose id starts with `prefix`.
+    pub fn purged_with_kept_artifacts(&self, prefix: &str) -> Option<Utf8PathBuf> {
+        let dir = self.artifacts_dir();
+        let mut found = dir
+            .read_dir_utf8()
+            .ok()?
+            .filter_map(Result::ok)
+            .filter(|entry| {
+                entry.file_name().starts_with(prefix)
+                    && !entry.file_name().starts_with('.')
+                    && !self.dirs(entry.file_name()).root.exists()
+            })
+            .map(|entry| entry.into_path());
+        let one = found.next()?;
+        found.next().is_none().then_some(one)
     }
 
     /// Names of the directories in `sandboxes/`, sorted: ids, and hidden `.new-<id>` staging
@@ -284,16 +382,92 @@ impl Registry {
     /// Every record, oldest first. A directory whose record is missing (a create that died
     /// before its first write) or unreadable is reported, not skipped in silence.
     pub fn list(&self) -> anyhow::Result<Listing> {
+        self.scan_with(None::<fn(&RecordHead) -> bool>)
+    }
+
+    /// The records whose [`RecordHead`] `wanted` accepts, oldest first: each record file is read
+    /// once, and only the wanted ones are parsed in full. Unreadable ones are reported as by
+    /// [`Registry::list`].
+    pub fn scan(&self, wanted: impl FnMut(&RecordHead) -> bool) -> anyhow::Result<Listing> {
+        self.scan_with(Some(wanted))
+    }
+
+    fn scan_with(
+        &self,
+        mut wanted: Option<impl FnMut(&RecordHead) -> bool>,
+    ) -> anyhow::Result<Listing> {
         let mut listing = Listing::default();
         for id in self.ids()? {
-            match self.load_exact(&id) {
-                Ok(record) => listing.records.push(record),
+            let path = self.dirs(&id).record;
+            let parsed = fs::read(&path)
+                .with_context(|| format!("reading record {path}"))
+                .and_then(|text| {
+                    if let Some(wanted) = wanted.as_mut() {
+                        let head: RecordHead = serde_json::from_slice(&text)
+                            .with_context(|| format!("parsing record {path}"))?;
+                        // A newer record is parsed in full, so its error says to upgrade.
+                        if head.schema_version <= SCHEMA_VERSION && !wanted(&head) {
+                            return Ok(None);
+                        }
+                    }
+                    self.parse(&path, &text).map(Some)
+                });
+            match parsed {
+                Ok(Some(record)) => listing.records.push(record),
+                Ok(None) => {}
+                // Purged (by a gc) since the directory was listed: not there, not unreadable.
+                Err(_) if !self.dirs(&id).root.exists() => {}
                 Err(err) => listing.unreadable.push((id, err)),
             }
         }
         Ok(listing)
     }
+
+    /// Whether the sandbox still holds working files (a kept failure's output directory, or a
+    /// provision's scratch space), which only a teardown removes.
+    pub fn holds_files(&self, id: &str) -> bool {
+        let dirs = self.dirs(id);
+        dirs.output.exists() || dirs.work.exists()
+    }
+
+    /// Where kept artifacts live: `artifacts/<id>/`, one directory per sandbox.
+    pub fn artifacts_dir(&self) -> Utf8PathBuf {
+        self.root.join("artifacts")
+    }
+
+    /// Deletes a sandbox's record and directory for good. The directory is first renamed to a
+    /// hidden `.purge-<id>`, so that a purge killed midway never leaves a sandbox directory
+    /// without its record; `gc` removes what such a purge left ([`Registry::stale_purges`]).
+    /// Called with the owner lock held.
+    pub fn purge(&self, id: &str) -> anyhow::Result<()> {
+        let sandboxes = self.root.join("sandboxes");
+        let from = sandboxes.join(id);
+        let to = sandboxes.join(format!("{PURGE_PREFIX}{id}"));
+        fs::rename(&from, &to).with_context(|| format!("moving {from} out of the way"))?;
+        sync_dir(&sandboxes)?;
+        fs::remove_dir_all(&to).with_context(|| format!("removing {to}"))
+    }
+
+    /// Hidden `.purge-<id>` directories of purges that did not finish.
+    pub fn stale_purges(&self) -> anyhow::Result<Vec<String>> {
+        let mut names = self.sandbox_dir_names()?;
+        names.retain(|name| name.starts_with(PURGE_PREFIX));
+        Ok(names)
+    }
+
+    /// Removes one of [`Registry::stale_purges`].
+    pub fn remove_stale_purge(&self, name: &str) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            name.starts_with(PURGE_PREFIX) && !name.contains('/'),
+            "not a purged sandbox directory: {name}"
+        );
+        let path = self.root.join("sandboxes").join(name);
+        fs::remove_dir_all(&path).with_context(|| format!("removing {path}"))
+    }
 }
+
+/// Prefix of a sandbox directory being purged.
+const PURGE_PREFIX: &str = ".purge-";
 
 impl Registry {
     /// Hidden `.new-<id>` directories whose creator died before publishing them.

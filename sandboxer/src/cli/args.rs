@@ -4,7 +4,9 @@ use camino::Utf8PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use clap_complete::engine::ArgValueCompleter;
 
-use crate::duration::{self, Ttl};
+use crate::duration::{self, Age, Ttl};
+use crate::history::Since;
+use crate::record::State;
 use crate::ext::OnFailure;
 use crate::inputs::{Assignment, parse_assignment};
 
@@ -120,7 +122,10 @@ pub(super) enum Command {
         after_help = "Inputs resolve as: extension defaults < the profile's [inputs] < --input.\n`--input mode=attach|build` overrides the profile's mode (ext.vm-packer: attach when none is named).\nOn success the sandbox id is printed on stdout (the record with --json)."
     )]
     Create(CreateArgs),
-    /// List sandboxes, with the time each has left
+    /// List live sandboxes (newest first), with the time each has left; --all adds ended ones
+    #[command(
+        after_help = "Live: pending, provisioning, ready, and failed or cancelled ones that still hold working files.\nEnded: torn down, expired, and failures that left only their log.\nFilters combine (a sandbox must match each); a filter given several values matches any of them.\n--state and --expired look at ended sandboxes too."
+    )]
     List(ListArgs),
     /// Show one sandbox's record
     Show(IdArgs),
@@ -134,14 +139,17 @@ pub(super) enum Command {
     /// Open a shell on a ready sandbox over SSH, or run a command there
     #[command(after_help = SSH_HELP)]
     Ssh(SshArgs),
-    /// Tear down every expired sandbox and stop builds whose sandboxer died
+    /// Tear down every expired sandbox, stop builds whose sandboxer died, purge old records
     #[command(
-        after_help = "Expired sandboxes are torn down (attach mode only detaches; build mode keeps its OVA) and marked `expired`.\nA sandbox still provisioning is never reaped mid-build; a later gc reaps it once it finishes.\nEvery sandbox is attempted, whatever happens to the others; the exit code is 1 if any failed."
+        after_help = "Expired sandboxes are torn down (attach mode only detaches; build mode keeps its OVA) and marked `expired`.\nA sandbox still provisioning is never reaped mid-build; a later gc reaps it once it finishes.\nA torn-down sandbox's record is purged once its retention has passed (the profile's `retention`,\nelse `[history] retention` in $XDG_CONFIG_HOME/sandboxer/config.toml, else 30d); its kept\nartifacts stay, with their provenance.json next to them. gc also finishes interrupted prunes.\nEvery sandbox is attempted, whatever happens to the others; the exit code is 1 if any failed."
     )]
     Gc(GcArgs),
     /// Inspect profiles
     #[command(subcommand)]
     Profiles(ProfilesCommand),
+    /// List and prune kept artifacts (the OVAs torn-down builds keep)
+    #[command(subcommand)]
+    Artifacts(ArtifactsCommand),
     /// Print a sandbox's provision log (redacted); --follow streams it while it provisions
     Logs(LogsArgs),
     /// Check this machine and configuration: tools, state dir, profiles, sandboxes awaiting gc
@@ -237,12 +245,71 @@ fn cancel_timeout(text: &str) -> Result<std::time::Duration, String> {
 
 #[derive(Debug, Args)]
 pub(super) struct ListArgs {
+    /// Ended sandboxes too (torn down, expired, failures that left only their log)
+    #[arg(long, short)]
+    pub all: bool,
+    /// Only sandboxes in STATE: pending, provisioning, ready, failed, cancelled, torn-down,
+    /// expired (repeatable, or comma-separated)
+    #[arg(long = "state", value_name = "STATE", value_delimiter = ',')]
+    pub states: Vec<State>,
+    /// Only sandboxes made from profile NAME (the `profile.` prefix may be left out; repeatable)
+    #[arg(long = "profile", value_name = "NAME", value_delimiter = ',', add = ArgValueCompleter::new(complete::profiles))]
+    pub profiles: Vec<String>,
+    /// Only sandboxes in MODE, e.g. build or attach (repeatable)
+    #[arg(long = "mode", value_name = "MODE", value_delimiter = ',')]
+    pub modes: Vec<String>,
+    /// Only sandboxes created since then: how long ago (2d, 12h) or a date or time (2024-05-01,
+    /// 2024-05-01T12:00:00Z)
+    #[arg(long, value_name = "DURATION|TIME")]
+    pub since: Option<Since>,
     /// Only sandboxes past their TTL that are not torn down yet
     #[arg(long)]
     pub expired: bool,
     /// Print JSON on stdout
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub(super) enum ArtifactsCommand {
+    /// List kept artifacts with their size, age, sandbox and profile, and the total
+    #[command(
+        after_help = "Every artifact file in the state directory: live sandboxes' (never pruned) and torn-down ones' kept under artifacts/<id>/, each next to its provenance.json."
+    )]
+    List(JsonArg),
+    /// Delete kept artifacts by count, age or total size; never one of a live sandbox
+    #[command(
+        after_help = "--keep-last protects each profile's newest N sandboxes' artifacts (live ones count).\n--older-than and --max-total choose what goes, oldest first; --keep-last alone prunes everything it does not protect.\nThe records keep the pruned artifacts' hashes as history. Each artifact is attempted whatever happens to the others; the exit code is 1 if any failed."
+    )]
+    Prune(PruneArgs),
+}
+
+#[derive(Debug, Args)]
+pub(super) struct PruneArgs {
+    /// Keep the artifacts of each profile's newest N sandboxes
+    #[arg(long, value_name = "N")]
+    pub keep_last: Option<u32>,
+    /// Prune artifacts of sandboxes created longer ago than DURATION (e.g. 30d, 12w)
+    #[arg(long, value_name = "DURATION", value_parser = older_than)]
+    pub older_than: Option<Age>,
+    /// Prune the oldest artifacts until all kept ones together take at most SIZE (e.g. 200G,
+    /// 1.5TiB; K, M, G, T are powers of 1024, KB, MB, GB, TB of 1000)
+    #[arg(long, value_name = "SIZE", value_parser = max_total)]
+    pub max_total: Option<u64>,
+    /// Only say what would be pruned
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the report as JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn older_than(text: &str) -> Result<Age, String> {
+    Age::parse(text, "--older-than")
+}
+
+fn max_total(text: &str) -> Result<u64, String> {
+    crate::size::parse(text, "--max-total")
 }
 
 #[derive(Debug, Args)]
@@ -418,6 +485,8 @@ impl Command {
             Command::Gc(args) => args.json,
             Command::Profiles(ProfilesCommand::List(args)) => args.json,
             Command::Profiles(ProfilesCommand::Show(args)) => args.json,
+            Command::Artifacts(ArtifactsCommand::List(args)) => args.json,
+            Command::Artifacts(ArtifactsCommand::Prune(args)) => args.json,
             Command::Doctor(args) => args.json,
             Command::Logs(_) | Command::Completions(_) => false,
             Command::Hub(HubCommand::Status(args) | HubCommand::Flush(args)) => args.json,

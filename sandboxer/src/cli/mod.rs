@@ -18,8 +18,10 @@ use clap::CommandFactory as _;
 
 use crate::cancel::Cancel;
 use crate::error::{kind_of, usage};
+use crate::artifacts::PruneRequest;
 use crate::ext::{self, Environment};
 use crate::hub;
+use crate::history::ListFilter;
 use crate::lifecycle::{self, Config, CreateRequest, TeardownOutcome};
 use crate::profile::{Catalog, SearchPath};
 use crate::progress::FanOut;
@@ -28,9 +30,9 @@ use crate::progress::terminal::{Mode, Terminal};
 use crate::registry::Registry;
 use crate::shim::{self, InstallOptions};
 use args::{
-    Cli, Command, CreateArgs, ExtendArgs, GcArgs, GlobalArgs, HubCommand, IdArgs, ListArgs,
-    LogsArgs, ProfilesCommand, ProgressFormat, ShimCheckArgs, ShimCommand, ShimInstallArgs,
-    SshArgs, TeardownArgs,
+    ArtifactsCommand, Cli, Command, CreateArgs, ExtendArgs, GcArgs, GlobalArgs, HubCommand,
+    IdArgs, ListArgs, LogsArgs, ProfilesCommand, ProgressFormat, PruneArgs, ShimCheckArgs,
+    ShimCommand, ShimInstallArgs, SshArgs, TeardownArgs,
 };
 
 /// The whole command line as clap sees it: for man pages and completion scripts.
@@ -123,6 +125,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let extension = ext::find(&entry.profile.extension)
                 .context("profiles only name known extensions")?;
             render::profile_show(entry, extension, args.json)
+        }
+        Command::Artifacts(ArtifactsCommand::List(args)) => {
+            artifacts_list(&config(&cli.global, search)?, args.json)
+        }
+        Command::Artifacts(ArtifactsCommand::Prune(args)) => {
+            artifacts_prune(&config(&cli.global, search)?, &args)
         }
         Command::Logs(args) => logs(&config(&cli.global, search)?, &args),
         Command::Doctor(args) => doctor(&cli.global, &search, &args),
@@ -256,6 +264,7 @@ fn config(global: &GlobalArgs, search: SearchPath) -> anyhow::Result<Config> {
         registry,
         search,
         hub: hub::Settings::default(),
+        retention: crate::history::DEFAULT_RETENTION,
     })
 }
 
@@ -349,7 +358,15 @@ fn hub_flush(config: &Config, settings: &hub::Settings, json: bool) -> anyhow::R
 }
 
 fn list(config: &Config, args: &ListArgs) -> anyhow::Result<()> {
-    let listing = lifecycle::list(config, args.expired)?;
+    let filter = ListFilter {
+        all: args.all,
+        states: args.states.clone(),
+        profiles: args.profiles.clone(),
+        modes: args.modes.clone(),
+        since: args.since.map(|since| since.resolve(jiff::Timestamp::now())),
+        expired_only: args.expired,
+    };
+    let listing = crate::history::list(config, &filter)?;
     for (id, err) in &listing.unreadable {
         render::note(&format!("warning: sandbox {id}: {err:#}"));
     }
@@ -357,15 +374,47 @@ fn list(config: &Config, args: &ListArgs) -> anyhow::Result<()> {
         return render::json(&listing.records);
     }
     if listing.records.is_empty() {
-        let what = if args.expired {
-            "expired sandboxes"
-        } else {
-            "sandboxes"
+        let filtered = !filter.states.is_empty()
+            || !filter.profiles.is_empty()
+            || !filter.modes.is_empty()
+            || filter.since.is_some();
+        let what = match (args.expired, filtered, args.all) {
+            (true, _, _) => "expired sandboxes",
+            (false, true, _) => "sandboxes that match",
+            (false, false, true) => "sandboxes",
+            (false, false, false) => "live sandboxes (`--all` shows ended ones too)",
         };
         render::note(&format!("no {what} in {}", config.registry.root()));
         return Ok(());
     }
     render::list(&listing.records)
+}
+
+fn artifacts_list(config: &Config, json: bool) -> anyhow::Result<()> {
+    let inventory = crate::artifacts::inventory(config)?;
+    render::inventory_problems(&inventory);
+    render::artifacts(&inventory, config.registry.root(), json)
+}
+
+fn artifacts_prune(config: &Config, args: &PruneArgs) -> anyhow::Result<()> {
+    let request = PruneRequest {
+        keep_last: args.keep_last,
+        older_than: args.older_than,
+        max_total: args.max_total,
+        dry_run: args.dry_run,
+    };
+    let report = crate::artifacts::prune(config, &request)?;
+    for (id, err) in &report.unreadable {
+        render::note(&format!("warning: sandbox {id}: {err:#}"));
+    }
+    render::prune(&report, args.dry_run, args.json)?;
+    match report.failures() {
+        0 => Ok(()),
+        failed => Err(crate::error::partly_failed(format!(
+            "{failed} of {} artifacts could not be pruned; see above",
+            report.entries.len()
+        ))),
+    }
 }
 
 fn show(config: &Config, args: &IdArgs) -> anyhow::Result<()> {
@@ -489,7 +538,20 @@ fn extend(config: &Config, args: &ExtendArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `[history] retention` from the user config file, for the commands that purge.
+fn retention() -> anyhow::Result<crate::duration::Age> {
+    let configured = match config_dir()? {
+        Some(dir) => crate::config::load(&dir.join("sandboxer/config.toml"))?.retention,
+        None => None,
+    };
+    Ok(configured.unwrap_or(crate::history::DEFAULT_RETENTION))
+}
+
 fn gc(config: &Config, args: &GcArgs) -> anyhow::Result<()> {
+    let config = &Config {
+        retention: retention()?,
+        ..config.clone()
+    };
     let report = lifecycle::gc(config, args.dry_run)?;
     for (id, err) in &report.unreadable {
         render::note(&format!("warning: sandbox {id}: {err:#}"));

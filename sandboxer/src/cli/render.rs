@@ -5,12 +5,14 @@
 
 use std::io::{BufWriter, Write};
 
+use camino::Utf8Path;
 use jiff::Timestamp;
 use serde::Serialize;
 
 use crate::duration::{human_elapsed, human_remaining};
 use crate::ext;
 use crate::hub;
+use crate::artifacts::{Inventory, PruneReport};
 use crate::lifecycle::{GcReport, Outcome, TeardownOutcome};
 use crate::profile::{Catalog, Entry, InputRow};
 use crate::record::Record;
@@ -274,6 +276,162 @@ pub(super) fn gc(report: &GcReport, as_json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Warnings about what `artifacts/` holds out of order, on stderr.
+pub(super) fn inventory_problems(inventory: &Inventory) {
+    for (id, err) in &inventory.unreadable {
+        note(&format!("warning: {id}: {err:#}"));
+    }
+    for path in &inventory.undescribed {
+        note(&format!(
+            "warning: {path} is described by no record and no provenance file; sandboxer leaves it alone"
+        ));
+    }
+    for (id, path) in &inventory.missing {
+        note(&format!(
+            "warning: sandbox {id} lists artifact {path}, which is gone (removed by hand?)"
+        ));
+    }
+    for (id, path) in &inventory.interrupted {
+        note(&format!(
+            "warning: sandbox {id}: {path} was being pruned when the prune stopped; `sandboxer gc` deletes it"
+        ));
+    }
+}
+
+/// A path under the state directory as `artifacts/<id>/x.ova`, anything else as it is.
+fn short_path(path: &Utf8Path, root: &Utf8Path) -> String {
+    path.strip_prefix(root)
+        .map(|relative| relative.to_string())
+        .unwrap_or_else(|_| path.to_string())
+}
+
+/// `artifacts list`: a table and the total on stdout, or JSON.
+pub(super) fn artifacts(inventory: &Inventory, root: &Utf8Path, as_json: bool) -> anyhow::Result<()> {
+    let total = inventory.total_bytes();
+    let live: u64 = inventory
+        .artifacts
+        .iter()
+        .filter(|kept| kept.live)
+        .map(|kept| kept.bytes)
+        .sum();
+    if as_json {
+        let pairs = |pairs: &[(String, camino::Utf8PathBuf)]| -> Vec<serde_json::Value> {
+            pairs
+                .iter()
+                .map(|(id, path)| serde_json::json!({"sandbox": id, "path": path}))
+                .collect()
+        };
+        return json(&serde_json::json!({
+            "artifacts": inventory.artifacts,
+            "count": inventory.artifacts.len(),
+            "total_bytes": total,
+            "live_bytes": live,
+            "undescribed": inventory.undescribed,
+            "missing": pairs(&inventory.missing),
+            "interrupted": pairs(&inventory.interrupted),
+        }));
+    }
+    if inventory.artifacts.is_empty() {
+        note(&format!("no kept artifacts in {root}"));
+        return Ok(());
+    }
+    let mut out = stdout();
+    let now = Timestamp::now();
+    let rows: Vec<[String; 6]> = inventory
+        .artifacts
+        .iter()
+        .map(|kept| {
+            let state = if kept.recorded {
+                kept.state.to_string()
+            } else {
+                format!("{} (record purged)", kept.state)
+            };
+            [
+                kept.sandbox.clone(),
+                kept.profile.clone(),
+                state,
+                crate::size::human(kept.bytes),
+                human_elapsed(now.duration_since(kept.created_at)),
+                short_path(&kept.path, root),
+            ]
+        })
+        .collect();
+    table(
+        &mut out,
+        ["SANDBOX", "PROFILE", "STATE", "SIZE", "AGE", "PATH"],
+        &rows,
+    )?;
+    let live_part = if live > 0 {
+        format!(" ({} of it live sandboxes', never pruned)", crate::size::human(live))
+    } else {
+        String::new()
+    };
+    writeln!(
+        out,
+        "total: {} in {} artifact(s){live_part}",
+        crate::size::human(total),
+        inventory.artifacts.len()
+    )?;
+    out.flush()?;
+    Ok(())
+}
+
+/// `artifacts prune`: one line per artifact and what it frees on stderr, or the report as JSON.
+pub(super) fn prune(report: &PruneReport, dry_run: bool, as_json: bool) -> anyhow::Result<()> {
+    if as_json {
+        return json(report);
+    }
+    let mut stderr = std::io::stderr().lock();
+    for entry in &report.entries {
+        let verb = match entry.outcome {
+            Outcome::Done => "pruned",
+            Outcome::Planned => "would prune",
+            Outcome::Skipped => "skipped",
+            Outcome::Failed => "failed to prune",
+        };
+        let why = entry
+            .error
+            .as_deref()
+            .map(|error| format!(": {error}"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            stderr,
+            "{verb} {} ({}, sandbox {}, {}; {}){why}",
+            entry.path,
+            crate::size::human(entry.bytes),
+            entry.sandbox,
+            entry.profile,
+            entry.reason
+        );
+    }
+    let pruned = report
+        .entries
+        .iter()
+        .filter(|entry| matches!(entry.outcome, Outcome::Done | Outcome::Planned))
+        .count();
+    let summary = match (pruned, dry_run) {
+        (0, _) => format!(
+            "nothing to prune; {} kept",
+            crate::size::human(report.kept_bytes)
+        ),
+        (n, true) => format!(
+            "would free {} ({n} artifact(s)); {} would stay",
+            crate::size::human(report.freed_bytes),
+            crate::size::human(report.kept_bytes)
+        ),
+        (n, false) => format!(
+            "freed {} ({n} artifact(s)); {} kept",
+            crate::size::human(report.freed_bytes),
+            crate::size::human(report.kept_bytes)
+        ),
+    };
+    let _ = writeln!(stderr, "{summary}");
+    if let Some(short) = &report.short_of_target {
+        let _ = writeln!(stderr, "note: {short}");
+    }
+    Ok(())
+}
+
 pub(super) fn profiles_list(catalog: &Catalog, as_json: bool) -> anyhow::Result<()> {
     let summaries: Vec<_> = catalog.entries().map(Entry::summary).collect();
     if as_json {
@@ -366,6 +524,9 @@ pub(super) fn profile_show(
         extension.summary()
     ));
     text.push_str(&format!("ttl:         {}\n", profile.ttl));
+    if let Some(retention) = profile.retention {
+        text.push_str(&format!("retention:   {retention}\n"));
+    }
     let limit = profile
         .placement
         .max_concurrent

@@ -224,9 +224,9 @@ impl Sandboxer {
         self.run(&["show", id, "--json"]).success().json()
     }
 
-    /// The only record `list --json` shows.
+    /// The only record `list --all --json` shows.
     pub fn only_record(&self) -> Value {
-        let list = self.run(&["list", "--json"]).success().json();
+        let list = self.run(&["list", "--all", "--json"]).success().json();
         let records = list.as_array().expect("list --json prints an array");
         assert_eq!(records.len(), 1, "expected exactly one sandbox: {list:#}");
         records[0].clone()

@@ -597,6 +597,7 @@ fn thirty_two_concurrent_creates_get_distinct_ids_and_records() {
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), 32);
+    ids.reverse(); // `list` shows the newest first
     let listed = sandboxer.run(&["list", "--json"]).success();
     assert!(listed.stderr.is_empty(), "{}", listed.stderr);
     let listed: Vec<String> = listed

@@ -8,6 +8,7 @@ mod attach;
 mod cli;
 mod common;
 mod hub_server;
+mod history;
 mod lifecycle;
 mod operator;
 mod packer_build;
