@@ -6,6 +6,8 @@ use std::str::FromStr;
 use jiff::{SignedDuration, Timestamp};
 
 use crate::duration::{Age, parse_secs};
+use crate::inputs::{Layer, Origin, REDACTED, Setting, Value};
+use crate::provenance::{BuildProvenance, Document};
 use crate::lifecycle::{Config, reconcile};
 use crate::record::{Record, State};
 use crate::registry::{Listing, RecordHead, Registry};
@@ -190,6 +192,75 @@ pub fn purge(config: &Config, id: &str, now: Timestamp) -> anyhow::Result<bool> 
     crate::artifacts::before_purge(registry, &record)?;
     registry.purge(id)?;
     Ok(true)
+}
+
+/// The provenance document of a sandbox (`show --provenance`): from its record, reconciled,
+/// or once the record is purged, from the `provenance.json` next to its kept artifacts.
+pub fn provenance(config: &Config, id_or_prefix: &str) -> anyhow::Result<Document> {
+    match crate::lifecycle::show(config, id_or_prefix) {
+        Ok(record) => Ok(Document::of(&record)),
+        Err(err) => match config.registry.purged_with_kept_artifacts(id_or_prefix) {
+            Some(dir) => Document::read(&dir.join(crate::provenance::FILE_NAME)),
+            None => Err(err),
+        },
+    }
+}
+
+/// What `create --like ID` takes from a past sandbox: its profile, its inputs (file inputs
+/// made absolute), and what made its build, to compare the new one against.
+#[derive(Debug, Clone)]
+pub struct Replay {
+    /// The sandbox replayed.
+    pub id: String,
+    pub profile: String,
+    /// The recorded inputs, as a layer between the profile and the command line; secret ones
+    /// are not in it (they were never recorded).
+    pub layer: Layer,
+    /// Inputs recorded as `<redacted>`: they must come again from `--input` (or the profile).
+    pub secrets: Vec<String>,
+    pub provenance: Option<BuildProvenance>,
+}
+
+/// Reads what `create --like` replays: the record of `id_or_prefix`, or, once the record is
+/// purged, the `provenance.json` kept next to its artifacts.
+pub fn replay(registry: &Registry, id_or_prefix: &str) -> anyhow::Result<Replay> {
+    let document = match registry.load(id_or_prefix) {
+        Ok(record) => Document::of(&record),
+        Err(err) => match registry.purged_with_kept_artifacts(id_or_prefix) {
+            Some(dir) => Document::read(&dir.join(crate::provenance::FILE_NAME))?,
+            None => return Err(err),
+        },
+    };
+    let id = document.sandbox.id.clone();
+    let mut layer = Layer::default();
+    let mut secrets = Vec::new();
+    for (name, value) in &document.inputs {
+        let value = document.build.input_paths.get(name).unwrap_or(value);
+        let origin = || Origin::Like(id.clone());
+        match value {
+            Value::Single(text) if text == REDACTED => secrets.push(name.clone()),
+            Value::List(items) if items.iter().any(|item| item == REDACTED) => {
+                secrets.push(name.clone());
+            }
+            Value::Single(text) => layer.0.push(Setting::new(name, text, origin())),
+            // An empty value starts the list afresh, so an empty recorded list stays empty.
+            Value::List(items) if items.is_empty() => {
+                layer.0.push(Setting::new(name, "", origin()));
+            }
+            Value::List(items) => {
+                for item in items {
+                    layer.0.push(Setting::new(name, item, origin()));
+                }
+            }
+        }
+    }
+    Ok(Replay {
+        profile: document.sandbox.profile.clone(),
+        provenance: (document.build != BuildProvenance::default()).then_some(document.build),
+        id,
+        layer,
+        secrets,
+    })
 }
 
 #[cfg(test)]

@@ -186,6 +186,8 @@ pub enum Origin {
     /// `file:line:column` of the value in the profile.
     Profile(String),
     CommandLine,
+    /// Replayed from the record of the sandbox with this id (`create --like`).
+    Like(String),
 }
 
 impl Origin {
@@ -194,6 +196,7 @@ impl Origin {
             Origin::Default => "the extension's default".to_owned(),
             Origin::Profile(location) => location.clone(),
             Origin::CommandLine => "--input".to_owned(),
+            Origin::Like(id) => format!("the record of {id} (--like)"),
         }
     }
 }
@@ -456,9 +459,21 @@ pub fn resolve(
     command_line: &Layer,
     sensitive: &[String],
 ) -> anyhow::Result<Inputs> {
+    resolve_layers(extension_id, schema, &[profile, command_line], sensitive)
+}
+
+/// [`resolve`] with any number of layers, lowest first (`create --like` puts the replayed
+/// record's inputs between the profile and the command line).
+pub fn resolve_layers(
+    extension_id: &str,
+    schema: &InputSchema,
+    layers: &[&Layer],
+    sensitive: &[String],
+) -> anyhow::Result<Inputs> {
     // The mode decides which defaults apply: a build does not need attach mode's timeout.
-    let chosen_mode = [command_line, profile]
+    let chosen_mode = layers
         .iter()
+        .rev()
         .find_map(|layer| layer.0.iter().rev().find(|setting| setting.name == MODE))
         .map(|setting| setting.value.as_str())
         .or_else(|| schema.default_mode());
@@ -474,9 +489,10 @@ pub fn resolve(
             );
         }
     }
-    check(extension_id, schema, profile)?;
-    check(extension_id, schema, command_line)?;
-    for layer in [profile, command_line] {
+    for layer in layers {
+        check(extension_id, schema, layer)?;
+    }
+    for layer in layers {
         // List inputs this layer has started a list of its own for.
         let mut started: BTreeSet<&str> = BTreeSet::new();
         for setting in &layer.0 {
@@ -522,8 +538,9 @@ pub fn resolve(
     let mut references: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for (name, resolved) in values.iter_mut() {
         for (value, origin) in resolved.values_mut() {
-            // Only profile values are templates: a value typed on the command line is taken literally.
-            if *origin == Origin::CommandLine {
+            // Only profile values are templates: a value typed on the command line is taken
+            // literally, and so is a recorded one (it was expanded when it was recorded).
+            if matches!(origin, Origin::CommandLine | Origin::Like(_)) {
                 continue;
             }
             *value = interpolate(value, |reference| {

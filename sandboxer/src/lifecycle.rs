@@ -54,6 +54,9 @@ pub struct CreateRequest {
     pub no_wait: bool,
     /// Create even while a live sandbox holds the same claim (attach mode: the same VM).
     pub force: bool,
+    /// `--like ID`: the profile and inputs of that sandbox (then `profile` is empty, and
+    /// `inputs` override the recorded ones).
+    pub like: Option<String>,
 }
 
 /// A profile with its inputs resolved and checked by its extension: everything `create` needs
@@ -68,12 +71,30 @@ pub struct Plan {
     pub prepared: Box<dyn Prepared>,
     /// The State Hub workstream and task the sandbox's events belong to.
     pub labels: Labels,
+    /// What `--like` replays.
+    pub replay: Option<crate::history::Replay>,
 }
 
 /// Resolves the profile and inputs of a request, failing before anything is written.
 pub fn plan(config: &Config, request: &CreateRequest) -> anyhow::Result<Plan> {
     let catalog = Catalog::load(&config.search)?;
-    let profile = catalog.find(&request.profile)?.profile.clone();
+    let replay = match &request.like {
+        Some(like) => Some(crate::history::replay(&config.registry, like)?),
+        None => None,
+    };
+    let profile = match &replay {
+        Some(replay) => catalog
+            .find(&replay.profile)
+            .with_context(|| {
+                format!(
+                    "--like {}: the sandbox was made from profile {}",
+                    replay.id, replay.profile
+                )
+            })?
+            .profile
+            .clone(),
+        None => catalog.find(&request.profile)?.profile.clone(),
+    };
     let extension = ext::find(&profile.extension).with_context(|| {
         format!(
             "profile {} names unknown extension {}",
@@ -97,13 +118,37 @@ pub fn plan(config: &Config, request: &CreateRequest) -> anyhow::Result<Plan> {
         }
         *label = Some(assignment.value.clone());
     }
-    let mut inputs = inputs::resolve(
+    let replayed = replay.as_ref().map(|replay| &replay.layer);
+    let layers: Vec<&Layer> = [Some(&profile.inputs), replayed, Some(&command_line)]
+        .into_iter()
+        .flatten()
+        .collect();
+    let mut inputs = inputs::resolve_layers(
         extension.id(),
         extension.input_schema(),
-        &profile.inputs,
-        &command_line,
+        &layers,
         &profile.sensitive_inputs,
     )?;
+    if let Some(replay) = &replay {
+        let missing: Vec<&str> = replay
+            .secrets
+            .iter()
+            .filter(|name| inputs.get(name).is_none() && inputs.list(name).is_empty())
+            .map(String::as_str)
+            .collect();
+        if !missing.is_empty() {
+            return Err(usage(format!(
+                "--like {}: secret inputs are never recorded, so they cannot be replayed: give {} again ({})",
+                replay.id,
+                missing.join(", "),
+                missing
+                    .iter()
+                    .map(|name| format!("--input {name}=..."))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            )));
+        }
+    }
     let prepared = extension.prepare(&mut inputs, &config.env)?;
     Ok(Plan {
         profile,
@@ -111,7 +156,41 @@ pub fn plan(config: &Config, request: &CreateRequest) -> anyhow::Result<Plan> {
         inputs,
         prepared,
         labels,
+        replay,
     })
+}
+
+/// What `create --like` says before the build: where the inputs come from, and what differs
+/// from the build it replays (the template, a var file, Packer's version).
+fn replay_notes(
+    replay: &crate::history::Replay,
+    request: &CreateRequest,
+    provenance: Option<&crate::provenance::BuildProvenance>,
+) -> Vec<String> {
+    let mut notes = vec![format!(
+        "made like {}: its profile and inputs{}",
+        replay.id,
+        if request.inputs.is_empty() {
+            String::new()
+        } else {
+            ", with this command line's --input on top".to_owned()
+        }
+    )];
+    if !replay.secrets.is_empty() {
+        notes.push(format!(
+            "secret inputs are never recorded: {} came from this command line or the profile, not from {}",
+            replay.secrets.join(", "),
+            replay.id
+        ));
+    }
+    if let (Some(now), Some(then)) = (provenance, &replay.provenance) {
+        notes.extend(
+            now.differences(then)
+                .into_iter()
+                .map(|difference| format!("warning: {difference}")),
+        );
+    }
+    notes
 }
 
 /// Creates and provisions a sandbox: plan, (queue for a placement slot), allocate, provision,
@@ -133,6 +212,7 @@ pub fn create(
         inputs,
         prepared,
         labels,
+        replay,
     } = plan(config, request)?;
     let registry = &config.registry;
     let placement_host = HostSlots::new(
@@ -190,7 +270,8 @@ pub fn create(
         torn_down_at: None,
         retention: profile.retention,
         pruned_artifacts: Vec::new(),
-        provenance: None,
+        provenance: prepared.provenance(&registry.dirs(id), &profile.placement.host),
+        like: replay.as_ref().map(|replay| replay.id.clone()),
     })?;
     drop(claims_lock);
     let started = Instant::now();
@@ -225,6 +306,11 @@ pub fn create(
         placement_host: profile.placement.host.clone(),
         expires_at,
     });
+    if let Some(replay) = &replay {
+        for message in replay_notes(replay, request, record.provenance.as_ref()) {
+            stream.publish(Kind::Note { message });
+        }
+    }
 
     let outcome = (|| {
         let slot = match slot.take() {

@@ -122,6 +122,7 @@ impl Profile {
                 Origin::Profile(location) => location.clone(),
                 Origin::Default => "extension default".to_owned(),
                 Origin::CommandLine => "command line".to_owned(),
+                Origin::Like(id) => format!("the record of {id}"),
             };
             let value = if self.sensitive_inputs.contains(name) {
                 crate::inputs::REDACTED.to_owned()

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use crate::inputs::Value;
-use crate::record::{Artifact, PrunedArtifact, Record, State};
+use crate::record::{Artifact, BuildRun, PrunedArtifact, Record, State};
 
 /// The `format` of the document; bumped only if a field changes meaning.
 pub const FORMAT: &str = "sandboxer-provenance/1";
@@ -22,26 +22,91 @@ pub const FORMAT: &str = "sandboxer-provenance/1";
 /// The file next to kept artifacts (`artifacts/<id>/provenance.json`).
 pub const FILE_NAME: &str = "provenance.json";
 
-/// What an extension knows about the inputs of a build, recorded when the build is prepared and
-/// completed when it ends.
+/// What an extension knows about the inputs of a build: recorded when the sandbox is created,
+/// before the build starts, so a failed build has it too.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BuildProvenance {
     /// The template as it was when the build was prepared.
     #[serde(default)]
     pub template: Option<TemplateDigest>,
-    /// Var files passed to the tool, in order.
+    /// Var files passed to the tool (`-var-file=`), in order.
     #[serde(default)]
     pub var_files: Vec<FileDigest>,
     /// The tool that ran the build.
     #[serde(default)]
     pub tool: Option<Tool>,
-    /// The builds (Packer: `TYPE.NAME` of each source) that ran, in the order they started.
-    #[serde(default)]
-    pub builds: Vec<String>,
-    /// Every variable value passed to the tool; secret ones as `<redacted>` (never a hash: a
-    /// hash of a short secret gives it away).
+    /// Every variable value passed to the tool as `-var`; secret ones as `<redacted>` (never a
+    /// hash: a hash of a short secret gives it away). Values from var files are in the files.
     #[serde(default)]
     pub variables: BTreeMap<String, String>,
+    /// Inputs that name files, with each path made absolute: what `create --like` passes, so a
+    /// rebuild finds the same files from any directory.
+    #[serde(default)]
+    pub input_paths: BTreeMap<String, Value>,
+}
+
+impl BuildProvenance {
+    /// What changed between the build `before` describes and this one, as warnings: the
+    /// template's digest, a var file's digest, the tool's version.
+    pub fn differences(&self, before: &BuildProvenance) -> Vec<String> {
+        let mut changes = Vec::new();
+        if let (Some(now), Some(then)) = (&self.template, &before.template)
+            && now.sha256 != then.sha256
+        {
+            let files: Vec<String> = now
+                .files
+                .iter()
+                .filter(|file| {
+                    !then
+                        .files
+                        .iter()
+                        .any(|old| old.path == file.path && old.sha256 == file.sha256)
+                })
+                .map(|file| file.path.to_string())
+                .chain(
+                    then.files
+                        .iter()
+                        .filter(|old| !now.files.iter().any(|file| file.path == old.path))
+                        .map(|old| format!("{} (gone)", old.path)),
+                )
+                .collect();
+            changes.push(format!(
+                "the template changed: {} had sha256 {}, it is {} now{}",
+                then.path,
+                then.sha256,
+                now.sha256,
+                if files.is_empty() || (files.len() == 1 && now.files.len() == 1) {
+                    String::new()
+                } else {
+                    format!(" (changed: {})", files.join(", "))
+                }
+            ));
+        }
+        for (now, then) in self.var_files.iter().zip(&before.var_files) {
+            if now.sha256 != then.sha256 {
+                changes.push(format!(
+                    "var file {} changed: sha256 {} then, {} now",
+                    now.path, then.sha256, now.sha256
+                ));
+            }
+        }
+        if let (Some(now), Some(then)) = (&self.tool, &before.tool)
+            && now.version != then.version
+        {
+            let version = |version: &Option<String>| {
+                version
+                    .clone()
+                    .unwrap_or_else(|| "an unknown version".to_owned())
+            };
+            changes.push(format!(
+                "{} is {} now; the recorded build ran {}",
+                now.name,
+                version(&now.version),
+                version(&then.version)
+            ));
+        }
+        changes
+    }
 }
 
 /// A template file, or a directory of them, and its digest.
@@ -67,7 +132,8 @@ pub struct FileDigest {
 pub struct Tool {
     pub name: String,
     pub path: Utf8PathBuf,
-    pub version: String,
+    /// `None` when the tool would not say.
+    pub version: Option<String>,
 }
 
 /// The sha256 of `bytes`, in lower-case hex.
@@ -94,7 +160,8 @@ pub fn file_sha256(path: &Utf8Path) -> anyhow::Result<String> {
 
 /// The digest of a directory's files: the sha256 of the lines `sha256sum` prints for them
 /// (`<hex>  <name>\n`), the files in byte order of their names. Anyone can check it with
-/// `sha256sum $(LC_ALL=C ls <files>) | sha256sum` in that directory.
+/// `sha256sum $(LC_ALL=C ls <files>) | sha256sum` in that directory. A file that sets a secret
+/// enters as `<redacted>` in place of its hash, as it is listed.
 pub fn directory_digest(files: &[FileDigest]) -> String {
     let mut sorted: Vec<&FileDigest> = files.iter().collect();
     sorted.sort_by(|a, b| a.path.as_str().cmp(b.path.as_str()));
@@ -115,6 +182,10 @@ pub struct Document {
     pub inputs: BTreeMap<String, Value>,
     #[serde(flatten)]
     pub build: BuildProvenance,
+    /// The builds that ran (Packer: one per source) and how each ended.
+    #[serde(default)]
+    pub builds: Vec<BuildRun>,
+    /// Each artifact with its size, sha256 and the build that made it.
     pub artifacts: Vec<Artifact>,
     #[serde(default)]
     pub pruned_artifacts: Vec<PrunedArtifact>,
@@ -132,6 +203,9 @@ pub struct Sandbox {
     pub created_at: Timestamp,
     #[serde(default)]
     pub torn_down_at: Option<Timestamp>,
+    /// The sandbox it was made like (`create --like`), when it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub like: Option<String>,
 }
 
 impl Document {
@@ -147,9 +221,11 @@ impl Document {
                 state: record.state,
                 created_at: record.created_at,
                 torn_down_at: record.torn_down_at,
+                like: record.like.clone(),
             },
             inputs: record.inputs.clone(),
             build: record.provenance.clone().unwrap_or_default(),
+            builds: record.builds.clone(),
             artifacts: record.artifacts.clone(),
             pruned_artifacts: record.pruned_artifacts.clone(),
         }

@@ -208,4 +208,7 @@ pub struct Record {
     /// for builds; written when the build is prepared and completed when it ends.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provenance: Option<BuildProvenance>,
+    /// The sandbox this one was made like (`create --like`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub like: Option<String>,
 }

@@ -128,7 +128,10 @@ pub(super) enum Command {
     )]
     List(ListArgs),
     /// Show one sandbox's record
-    Show(IdArgs),
+    #[command(
+        after_help = "--provenance prints what made the sandbox's artifacts: the template and its digest, the var files', Packer's\nversion, the builds that ran, the variable values passed (secrets as <redacted>) and the artifacts' hashes.\nWith --json it is the stable document described in docs/history.md (the same as provenance.json next\nto kept artifacts); it is found there too once the record is purged."
+    )]
+    Show(ShowArgs),
     /// Tear sandboxes down (attach: detach only; build: keep the OVA); safe to repeat
     #[command(
         after_help = "Every sandbox named is attempted, whatever happens to the others; the exit code is 1 if any failed."
@@ -195,8 +198,13 @@ pub(super) enum ProgressFormat {
 #[derive(Debug, Args)]
 pub(super) struct CreateArgs {
     /// Profile id (e.g. profile.vm-packer-build; the `profile.` prefix may be left out)
-    #[arg(long, value_name = "NAME", add = ArgValueCompleter::new(complete::profiles))]
-    pub profile: String,
+    #[arg(long, value_name = "NAME", required_unless_present = "like", add = ArgValueCompleter::new(complete::profiles))]
+    pub profile: Option<String>,
+    /// Build again like sandbox ID: its profile and inputs (secret inputs must be given again
+    /// with --input; --input overrides any recorded value); warns when the template or Packer
+    /// changed since
+    #[arg(long, value_name = "ID", conflicts_with = "profile", add = ArgValueCompleter::new(complete::sandbox_ids))]
+    pub like: Option<String>,
     /// Set an input, overriding the profile's (repeatable); a list input collects every
     /// KEY=VALUE given, replacing the profile's list, and KEY+=VALUE adds to the profile's list
     #[arg(long = "input", short = 'i', value_name = "KEY=VALUE", value_parser = parse_assignment)]
@@ -343,10 +351,13 @@ pub(super) struct JsonArg {
 }
 
 #[derive(Debug, Args)]
-pub(super) struct IdArgs {
+pub(super) struct ShowArgs {
     /// Sandbox id, or a unique prefix of one
     #[arg(add = ArgValueCompleter::new(complete::sandbox_ids))]
     pub id: String,
+    /// Show what made its artifacts, not the whole record
+    #[arg(long)]
+    pub provenance: bool,
     /// Print JSON on stdout
     #[arg(long)]
     pub json: bool,

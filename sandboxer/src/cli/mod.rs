@@ -31,8 +31,8 @@ use crate::registry::Registry;
 use crate::shim::{self, InstallOptions};
 use args::{
     ArtifactsCommand, Cli, Command, CreateArgs, ExtendArgs, GcArgs, GlobalArgs, HubCommand,
-    IdArgs, ListArgs, LogsArgs, ProfilesCommand, ProgressFormat, PruneArgs, ShimCheckArgs,
-    ShimCommand, ShimInstallArgs, SshArgs, TeardownArgs,
+    ListArgs, LogsArgs, ProfilesCommand, ProgressFormat, PruneArgs, ShimCheckArgs, ShimCommand,
+    ShimInstallArgs, ShowArgs, SshArgs, TeardownArgs,
 };
 
 /// The whole command line as clap sees it: for man pages and completion scripts.
@@ -279,7 +279,8 @@ fn create(mut config: Config, args: CreateArgs, global: &GlobalArgs) -> anyhow::
     config.env.heartbeat = Some(args.heartbeat).filter(|interval| !interval.is_zero());
     config.hub = hub_settings(global)?;
     let request = CreateRequest {
-        profile: args.profile,
+        profile: args.profile.unwrap_or_default(),
+        like: args.like,
         inputs: args.inputs,
         ttl: args.ttl,
         on_failure: args.on_failure,
@@ -417,7 +418,15 @@ fn artifacts_prune(config: &Config, args: &PruneArgs) -> anyhow::Result<()> {
     }
 }
 
-fn show(config: &Config, args: &IdArgs) -> anyhow::Result<()> {
+fn show(config: &Config, args: &ShowArgs) -> anyhow::Result<()> {
+    if args.provenance {
+        let document = crate::history::provenance(config, &args.id)?;
+        return if args.json {
+            render::json(&document)
+        } else {
+            render::provenance(&document)
+        };
+    }
     let record = lifecycle::show(config, &args.id)?;
     if args.json {
         render::json(&record)

@@ -276,6 +276,100 @@ pub(super) fn gc(report: &GcReport, as_json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `show --provenance`: what made the sandbox's artifacts, one fact per line.
+pub(super) fn provenance(document: &crate::provenance::Document) -> anyhow::Result<()> {
+    let mut text = String::new();
+    let mut field =
+        |name: &str, value: String| text.push_str(&format!("{:<11} {value}\n", format!("{name}:")));
+    let sandbox = &document.sandbox;
+    field(
+        "sandbox",
+        format!(
+            "{} ({}, {} mode, {})",
+            sandbox.id, sandbox.profile, sandbox.mode, sandbox.state
+        ),
+    );
+    field("created", sandbox.created_at.to_string());
+    if let Some(like) = &sandbox.like {
+        field("made like", like.clone());
+    }
+    let build = &document.build;
+    if let Some(template) = &build.template {
+        field("template", template.path.to_string());
+        field("sha256", template.sha256.clone());
+        if template.files.len() > 1 {
+            for file in &template.files {
+                text.push_str(&format!("  {}  {}\n", file.sha256, file.path));
+            }
+        }
+    }
+    for var_file in &build.var_files {
+        text.push_str(&format!(
+            "{:<11} {} (sha256 {})\n",
+            "var file:", var_file.path, var_file.sha256
+        ));
+    }
+    if let Some(tool) = &build.tool {
+        text.push_str(&format!(
+            "{:<11} {} {}\n",
+            format!("{}:", tool.name),
+            tool.path,
+            tool.version.as_deref().unwrap_or("(version unknown)")
+        ));
+    }
+    if !document.builds.is_empty() {
+        let builds: Vec<String> = document
+            .builds
+            .iter()
+            .map(|run| {
+                let outcome = match run.outcome {
+                    crate::record::BuildOutcome::Succeeded => "succeeded",
+                    crate::record::BuildOutcome::Failed => "failed",
+                };
+                format!("{} ({outcome})", run.name)
+            })
+            .collect();
+        text.push_str(&format!("{:<11} {}\n", "builds:", builds.join(", ")));
+    }
+    if !build.variables.is_empty() {
+        text.push_str("variables:\n");
+        for (name, value) in &build.variables {
+            text.push_str(&format!("  {name} = {value}\n"));
+        }
+    }
+    if !document.artifacts.is_empty() {
+        text.push_str("artifacts:\n");
+        for artifact in &document.artifacts {
+            let by = artifact
+                .build
+                .as_deref()
+                .map(|build| format!(", from {build}"))
+                .unwrap_or_default();
+            text.push_str(&format!(
+                "  {} ({} bytes, sha256 {}{by})\n",
+                artifact.path, artifact.bytes, artifact.sha256
+            ));
+        }
+    }
+    if !document.pruned_artifacts.is_empty() {
+        text.push_str("pruned:\n");
+        for pruned in &document.pruned_artifacts {
+            text.push_str(&format!(
+                "  {} ({} bytes, sha256 {}; pruned {} by {})\n",
+                pruned.artifact.path,
+                pruned.artifact.bytes,
+                pruned.artifact.sha256,
+                pruned.pruned_at,
+                pruned.reason
+            ));
+        }
+    }
+    let mut out = stdout();
+    out.write_all(text.as_bytes())?;
+    out.flush()?;
+    Ok(())
+}
+
 /// Warnings about what `artifacts/` holds out of order, on stderr.
 pub(super) fn inventory_problems(inventory: &Inventory) {
     for (id, err) in &inventory.unreadable {

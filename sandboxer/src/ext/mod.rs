@@ -171,6 +171,18 @@ pub trait Prepared: std::fmt::Debug + Send {
     fn claim(&self) -> Option<Claim> {
         None
     }
+
+    /// What the build will be made from (template digest, tool version, variable values with
+    /// secrets redacted), for the record's provenance; `dirs` and `placement_host` are the
+    /// allocated sandbox's. Called once the sandbox has an id, before it is provisioned.
+    fn provenance(
+        &self,
+        dirs: &SandboxDirs,
+        placement_host: &str,
+    ) -> Option<crate::provenance::BuildProvenance> {
+        let _ = (dirs, placement_host);
+        None
+    }
 }
 
 impl std::fmt::Debug for dyn Extension {

@@ -17,8 +17,10 @@ use crate::error::{Error, ErrorKind, usage};
 use crate::ext::{
     Environment, OnFailure, Prepared, ProvisionContext, Provisioned, describe_artifact,
 };
-use crate::inputs::Inputs;
+use crate::inputs::{Inputs, REDACTED, Value};
+use crate::provenance::{self, BuildProvenance, FileDigest, TemplateDigest, Tool};
 use crate::redact::Redactor;
+use crate::registry::SandboxDirs;
 
 /// Checks build-mode inputs and prepares the build: reads the template and every var file,
 /// binds the variables, checks the build selection, finds Packer.
@@ -40,7 +42,16 @@ pub(super) fn prepare(inputs: &mut Inputs, env: &Environment) -> anyhow::Result<
     let selection = selection::select(&template, &template_value, inputs, &mut notes)?;
     let packer =
         runner::find_packer(env.packer.as_deref()).map_err(|err| usage(format!("{err:#}")))?;
-    Ok(Box::new(Build {
+    // Packer's version goes into every build's provenance: asked once per installed Packer and
+    // cached, never a Packer start per build. A Packer that will not say does not stop a build.
+    let version = match runner::capabilities(&packer, &env.cache_dir) {
+        Ok(capabilities) => Some(capabilities.version),
+        Err(err) => {
+            notes.push(format!("Packer's version is unknown: {err:#}"));
+            None
+        }
+    };
+    let mut build = Build {
         template,
         packer,
         bindings,
@@ -49,7 +60,10 @@ pub(super) fn prepare(inputs: &mut Inputs, env: &Environment) -> anyhow::Result<
         warnings,
         notes,
         inputs: inputs.clone(),
-    }))
+        provenance: BuildProvenance::default(),
+    };
+    build.provenance = build.static_provenance(&template_value, inputs, version);
+    Ok(Box::new(build))
 }
 
 /// A var file in the order Packer reads it, and whether sandboxer passes it.
@@ -367,9 +381,30 @@ struct Build {
     /// Shown at `-v`: checks passed over and decisions made.
     notes: Vec<String>,
     inputs: Inputs,
+    /// What the build is made from, all but the values only the allocated sandbox knows.
+    provenance: BuildProvenance,
 }
 
 impl Prepared for Build {
+    fn provenance(&self, dirs: &SandboxDirs, placement_host: &str) -> Option<BuildProvenance> {
+        let mut provenance = self.provenance.clone();
+        for binding in &self.bindings {
+            if !matches!(
+                binding.source,
+                Source::OutputDirectory | Source::PlacementHost
+            ) {
+                continue;
+            }
+            let value = match (binding.sensitive, self.value(binding, &dirs.output, placement_host)) {
+                (true, _) => REDACTED.to_owned(),
+                (false, Some(value)) => value.to_owned(),
+                (false, None) => continue,
+            };
+            provenance.variables.insert(binding.variable.clone(), value);
+        }
+        Some(provenance)
+    }
+
     fn provision(self: Box<Self>, ctx: ProvisionContext<'_>) -> anyhow::Result<Provisioned> {
         let on_failure = ctx.on_failure;
         let dirs = ctx.dirs;
@@ -527,6 +562,112 @@ impl Build {
             progress.note("the build succeeded but produced no *.ova file".to_owned());
         }
         Ok(Provisioned::new(artifacts).with_builds(builds))
+    }
+
+    /// The provenance known before the sandbox exists: the template's digest (a directory's
+    /// over its template files and its own auto var files), the var files', Packer's version,
+    /// the `-var` values from inputs (secrets redacted), and the file inputs made absolute.
+    /// A var file that sets a secret is listed with `<redacted>` for its hash: a hash of a
+    /// short secret in a predictable file gives the secret away.
+    fn static_provenance(
+        &self,
+        template_value: &str,
+        inputs: &Inputs,
+        version: Option<String>,
+    ) -> BuildProvenance {
+        let sets_secret = |file: &VarFile| {
+            file.assignments.iter().any(|assignment| {
+                self.bindings
+                    .iter()
+                    .any(|binding| binding.sensitive && binding.variable == assignment.variable)
+            })
+        };
+        let digest_of = |file: &VarFile| {
+            if sets_secret(file) {
+                REDACTED.to_owned()
+            } else {
+                file.sha256.clone()
+            }
+        };
+        let template = &self.template;
+        let mut files = template.digests.clone();
+        for loaded in self.var_files.iter().filter(|loaded| loaded.auto) {
+            files.push(FileDigest {
+                path: loaded
+                    .file
+                    .path
+                    .strip_prefix(&template.workdir)
+                    .map_or_else(|_| loaded.file.path.clone(), Utf8Path::to_owned),
+                sha256: digest_of(&loaded.file),
+            });
+        }
+        files.sort_by(|a, b| a.path.as_str().cmp(b.path.as_str()));
+        let is_directory = template.path == template.workdir;
+        let sha256 = match files.as_slice() {
+            [one] if !is_directory => one.sha256.clone(),
+            _ => provenance::directory_digest(&files),
+        };
+        let mut variables = BTreeMap::new();
+        for binding in &self.bindings {
+            let Source::Input(input) = &binding.source else {
+                continue;
+            };
+            let Some(value) = inputs.get(input) else {
+                continue;
+            };
+            let shown = if binding.sensitive || inputs.is_sensitive(input) {
+                REDACTED.to_owned()
+            } else {
+                value.to_owned()
+            };
+            variables.insert(binding.variable.clone(), shown);
+        }
+        let mut input_paths = BTreeMap::new();
+        if !template_value.starts_with(crate::builtin::SCHEME) {
+            input_paths.insert(
+                "packer_template".to_owned(),
+                Value::Single(template.path.to_string()),
+            );
+        }
+        let listed: Vec<String> = self
+            .var_files
+            .iter()
+            .filter(|loaded| !loaded.auto)
+            .zip(inputs.list("var_files"))
+            .map(|(loaded, (value, _))| {
+                if value.starts_with(crate::builtin::SCHEME) {
+                    value.clone()
+                } else {
+                    loaded.file.path.to_string()
+                }
+            })
+            .collect();
+        if !listed.is_empty() {
+            input_paths.insert("var_files".to_owned(), Value::List(listed));
+        }
+        BuildProvenance {
+            template: Some(TemplateDigest {
+                path: template.path.clone(),
+                sha256,
+                files,
+            }),
+            var_files: self
+                .var_files
+                .iter()
+                .filter(|loaded| !loaded.auto)
+                .map(|loaded| FileDigest {
+                    path: loaded.file.path.clone(),
+                    sha256: digest_of(&loaded.file),
+                })
+                .collect(),
+            tool: Some(Tool {
+                name: "packer".to_owned(),
+                path: self.packer.clone(),
+                version,
+            }),
+            variables,
+            input_paths,
+        }
     }
 
     /// Every value that must never be written down: sensitive inputs, and every value (the
@@ -723,6 +864,7 @@ mod tests {
             requires_plugins: false,
             builds: template::Builds::unknown("not read in these tests".into()),
             auto_var_files: Vec::new(),
+            digests: Vec::new(),
         }
     }
 
@@ -784,6 +926,7 @@ mod tests {
             selection,
             warnings: Vec::new(),
             inputs,
+            provenance: BuildProvenance::default(),
         };
         let (args, secrets) = build.build_args(
             Utf8Path::new("/out"),
@@ -1039,6 +1182,64 @@ mod tests {
             .collect();
         assert_eq!(var_files.len(), 2, "{args:?}");
         assert_eq!(var_files[1], "-var-file=/work/vars.json", "{args:?}");
+    }
+
+    /// Issue 13: provenance names every `-var` value but a secret's, and never hashes a file
+    /// that sets a secret (a hash of a short secret gives it away).
+    #[test]
+    fn provenance_redacts_secrets_and_does_not_hash_files_that_set_them() {
+        let mut template = template(&[
+            ("vm_name", false),
+            ("token", true),
+            ("os", false),
+            ("output_directory", false),
+        ]);
+        template.digests = vec![FileDigest {
+            path: "t.pkr.hcl".into(),
+            sha256: provenance::sha256_hex(b"template"),
+        }];
+        let os_text = "os = \"debian\"\n";
+        let secret_text = "token = \"hush\"\n";
+        let (build, _, _) = prepared_with(
+            template,
+            &[("packer_template", "t.pkr.hcl")],
+            &[("vm_name", "vm"), ("var.token", "s3cret")],
+            &[],
+            vec![
+                var_file("secret.pkrvars.hcl", secret_text, false),
+                var_file("os.pkrvars.hcl", os_text, false),
+            ],
+        );
+        let static_part = build.static_provenance("t.pkr.hcl", &build.inputs, Some("1.6.6".into()));
+        let dirs = crate::registry::Registry::existing(Utf8Path::new("/state")).dirs("sb-x");
+        let provenance = Build {
+            provenance: static_part,
+            ..build
+        }
+        .provenance(&dirs, "local")
+        .unwrap();
+        assert_eq!(
+            provenance.variables,
+            BTreeMap::from([
+                ("output_directory".to_owned(), dirs.output.to_string()),
+                ("token".to_owned(), REDACTED.to_owned()),
+                ("vm_name".to_owned(), "vm".to_owned()),
+            ])
+        );
+        assert_eq!(provenance.var_files[0].sha256, REDACTED);
+        assert_eq!(
+            provenance.var_files[1].sha256,
+            provenance::sha256_hex(os_text.as_bytes())
+        );
+        assert_eq!(
+            provenance.template.as_ref().unwrap().sha256,
+            provenance::sha256_hex(b"template")
+        );
+        assert_eq!(provenance.tool.as_ref().unwrap().version.as_deref(), Some("1.6.6"));
+        let json = serde_json::to_string(&provenance).unwrap();
+        for leak in ["s3cret", "hush", &provenance::sha256_hex(secret_text.as_bytes())] {
+            assert!(!json.contains(leak), "{leak} in {json}");
+        }
     }
 
     #[test]

@@ -78,13 +78,32 @@ pub fn capabilities(packer: &Utf8Path, cache_dir: &Utf8Path) -> anyhow::Result<C
         return Ok(cached.capabilities);
     }
 
-    let output = duct::cmd(packer.as_std_path(), ["version"])
+    let handle = duct::cmd(packer.as_std_path(), ["version"])
         .env("CHECKPOINT_DISABLE", "1")
+        .stdin_null()
         .stderr_to_stdout()
         .stdout_capture()
         .unchecked()
-        .run()
+        .start()
         .with_context(|| format!("running `{packer} version`"))?;
+    // Every build asks (for its provenance): a Packer that hangs must not hang the build.
+    let deadline = Instant::now() + VERSION_TIMEOUT;
+    let output = loop {
+        if let Some(output) = handle
+            .try_wait()
+            .with_context(|| format!("running `{packer} version`"))?
+        {
+            break output;
+        }
+        if Instant::now() >= deadline {
+            let _ = handle.kill();
+            anyhow::bail!(
+                "`{packer} version` did not answer within {} s",
+                VERSION_TIMEOUT.as_secs()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
     let text = String::from_utf8_lossy(&output.stdout);
     let version = parse_version(&text)
         .with_context(|| format!("`{packer} version` printed no version: {text:?}"))?;
@@ -100,6 +119,9 @@ pub fn capabilities(packer: &Utf8Path, cache_dir: &Utf8Path) -> anyhow::Result<C
     let _ = crate::files::write_atomically(&cache_file, &cached);
     Ok(capabilities)
 }
+
+/// How long `packer version` may take (it answers in ~0.1 s).
+const VERSION_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// "Packer v1.6.6" → "1.6.6".
 fn parse_version(text: &str) -> Option<String> {

@@ -133,6 +133,7 @@ mod tests {
             requires_plugins: false,
             builds,
             auto_var_files: Vec::new(),
+            digests: Vec::new(),
         }
     }
 

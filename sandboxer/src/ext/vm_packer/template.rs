@@ -86,6 +86,8 @@ pub struct Template {
     /// its `*.auto.pkrvars.hcl` then its `*.auto.pkrvars.json` files, each set in name order
     /// (Packer 1.6.6 loads none for a single-file template).
     pub auto_var_files: Vec<Utf8PathBuf>,
+    /// The sha256 of each template file as it was read, named relative to `workdir`.
+    pub digests: Vec<crate::provenance::FileDigest>,
 }
 
 impl Template {
@@ -188,10 +190,17 @@ pub fn locate(value: &str, cwd: &Utf8Path, cache_dir: &Utf8Path) -> anyhow::Resu
         requires_plugins: false,
         builds: Builds::default(),
         auto_var_files,
+        digests: Vec::new(),
     };
     for file in files {
         let text =
             std::fs::read_to_string(&file).with_context(|| format!("reading template {file}"))?;
+        template.digests.push(crate::provenance::FileDigest {
+            path: file
+                .strip_prefix(&template.workdir)
+                .map_or_else(|_| file.clone(), Utf8Path::to_owned),
+            sha256: crate::provenance::sha256_hex(text.as_bytes()),
+        });
         let read = match (format, file.as_str().ends_with(".json")) {
             (Format::LegacyJson, _) => read_legacy_json(&text),
             (Format::Hcl2, true) => read_hcl2_json(&text),

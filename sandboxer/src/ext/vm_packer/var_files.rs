@@ -57,6 +57,8 @@ pub struct VarFile {
     pub shown: String,
     pub syntax: Syntax,
     pub assignments: Vec<Assignment>,
+    /// The sha256 of the file as it was read, for provenance.
+    pub sha256: String,
 }
 
 /// Reads `path` (named `shown` in messages): a usage error, located where there is a place to
@@ -75,6 +77,7 @@ pub fn read(path: &Utf8Path, shown: &str) -> anyhow::Result<VarFile> {
         shown: shown.to_owned(),
         syntax,
         assignments,
+        sha256: crate::provenance::sha256_hex(text.as_bytes()),
     })
 }
 
