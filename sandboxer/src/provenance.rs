@@ -204,7 +204,7 @@ pub struct Sandbox {
     #[serde(default)]
     pub torn_down_at: Option<Timestamp>,
     /// The sandbox it was made like (`create --like`), when it was.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub like: Option<String>,
 }
 

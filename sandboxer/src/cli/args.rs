@@ -129,7 +129,7 @@ pub(super) enum Command {
     List(ListArgs),
     /// Show one sandbox's record
     #[command(
-        after_help = "--provenance prints what made the sandbox's artifacts: the template and its digest, the var files', Packer's\nversion, the builds that ran, the variable values passed (secrets as <redacted>) and the artifacts' hashes.\nWith --json it is the stable document described in docs/history.md (the same as provenance.json next\nto kept artifacts); it is found there too once the record is purged."
+        after_help = "--provenance prints what made the sandbox's artifacts: the template and its digest, the var\nfiles' digests, Packer's version, the builds that ran, the -var values passed (secrets as\n<redacted>) and the artifacts' hashes. With --json it is the stable document docs/history.md\ndescribes, the same as the provenance.json beside kept artifacts, where it is found once the\nrecord is purged."
     )]
     Show(ShowArgs),
     /// Tear sandboxes down (attach: detach only; build: keep the OVA); safe to repeat

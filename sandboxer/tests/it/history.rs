@@ -157,6 +157,7 @@ impl Library {
                     retention: None,
                     pruned_artifacts: Vec::new(),
                     provenance: None,
+                    like: None,
                 }
             })
             .unwrap();
@@ -453,6 +454,7 @@ fn bulk_record(
         retention: None,
         pruned_artifacts: Vec::new(),
         provenance: None,
+        like: None,
     }
 }
 

@@ -12,6 +12,7 @@ mod history;
 mod lifecycle;
 mod operator;
 mod packer_build;
+mod provenance;
 mod placement;
 mod progress_hub;
 mod scripts;

@@ -239,6 +239,8 @@ pub(crate) fn assert_no_secret(
     for id in ids {
         views.push(sandboxer.run(&["show", id, "--json"]).success());
         views.push(sandboxer.run(&["show", id]).success());
+        views.push(sandboxer.run(&["show", id, "--provenance"]).success());
+        views.push(sandboxer.run(&["show", id, "--provenance", "--json"]).success());
     }
     if !ids.is_empty() {
         views.push(sandboxer.run(&["list", "--json"]).success());
