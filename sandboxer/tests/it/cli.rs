@@ -88,13 +88,14 @@ fn transcripts() {
 }
 
 /// Top-level pages whose examples build with the real Packer.
-const PAGES_THAT_BUILD: [&str; 2] = [
+const PAGES_THAT_BUILD: [&str; 3] = [
     "../docs/template-sets.md",
     "../docs/migration-build-machines.md",
+    "../docs/history.md",
 ];
 
 /// Cases that run the real Packer found on PATH (`doctor`, the builds of the runbook, the
-/// template sets page and the migration guide): the harness-wide stand-in path is left out, and
+/// template sets page, the migration guide and the history page): the harness-wide stand-in path is left out, and
 /// a case may set `SANDBOXER_PACKER` itself.
 #[test]
 fn transcripts_with_the_real_packer() {
