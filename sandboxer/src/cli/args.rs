@@ -62,7 +62,7 @@ const EXAMPLES: &[(&str, &str)] = &[
         "create",
         "sandboxer create --profile vm-packer-build --input vm_name=web-1 --ttl 4h",
     ),
-    ("list", "sandboxer list --json"),
+    ("list", "sandboxer list --state failed,cancelled --since 2d --json"),
     ("show", "sandboxer show sb-1m8d --json"),
     (
         "teardown",
@@ -74,6 +74,12 @@ const EXAMPLES: &[(&str, &str)] = &[
     ("profiles", "sandboxer profiles list"),
     ("profiles list", "sandboxer profiles list --json"),
     ("profiles show", "sandboxer profiles show vm-haskell-build"),
+    ("artifacts", "sandboxer artifacts list"),
+    ("artifacts list", "sandboxer artifacts list --json"),
+    (
+        "artifacts prune",
+        "sandboxer artifacts prune --keep-last 3 --max-total 500G --dry-run",
+    ),
     ("logs", "sandboxer logs sb-1m8d --follow"),
     ("doctor", "sandboxer doctor --json"),
     (
