@@ -139,7 +139,12 @@ pub fn inventory_of(registry: &Registry, records: &[Record]) -> anyhow::Result<I
                 .artifacts
                 .iter()
                 .map(|artifact| artifact.path.clone())
-                .chain(record.pruned_artifacts.iter().map(|p| p.artifact.path.clone()))
+                .chain(
+                    record
+                        .pruned_artifacts
+                        .iter()
+                        .map(|p| p.artifact.path.clone()),
+                )
                 .collect(),
             None => {
                 let path = dir.join(provenance::FILE_NAME);
@@ -240,7 +245,10 @@ fn kept_dirs(registry: &Registry) -> anyhow::Result<Vec<(String, Utf8PathBuf)>> 
 fn files_in(dir: &Utf8Path) -> anyhow::Result<(Vec<Utf8PathBuf>, Vec<Utf8PathBuf>)> {
     let mut files = Vec::new();
     let mut temp_files = Vec::new();
-    for entry in dir.read_dir_utf8().with_context(|| format!("reading {dir}"))? {
+    for entry in dir
+        .read_dir_utf8()
+        .with_context(|| format!("reading {dir}"))?
+    {
         let entry = entry.with_context(|| format!("reading {dir}"))?;
         let name = entry.file_name();
         if name.starts_with(TEMP_PREFIX) {
@@ -409,12 +417,11 @@ impl PruneReport {
 /// it does not protect is selected. Each artifact is attempted whatever happens to the others.
 pub fn prune(config: &Config, request: &PruneRequest) -> anyhow::Result<PruneReport> {
     let registry = &config.registry;
-    anyhow::ensure!(
-        request.keep_last.is_some() || request.older_than.is_some() || request.max_total.is_some(),
-        crate::error::usage(
-            "say what to prune: --keep-last N, --older-than DURATION and/or --max-total SIZE"
-        )
-    );
+    if request.keep_last.is_none() && request.older_than.is_none() && request.max_total.is_none() {
+        return Err(crate::error::usage(
+            "say what to prune: --keep-last N, --older-than DURATION and/or --max-total SIZE",
+        ));
+    }
     let _lock = lock(registry)?;
     let inventory = inventory(config)?;
     let now = Timestamp::now();

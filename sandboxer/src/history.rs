@@ -7,8 +7,8 @@ use jiff::{SignedDuration, Timestamp};
 
 use crate::duration::{Age, parse_secs};
 use crate::inputs::{Layer, Origin, REDACTED, Setting, Value};
-use crate::provenance::{BuildProvenance, Document};
 use crate::lifecycle::{Config, reconcile};
+use crate::provenance::{BuildProvenance, Document};
 use crate::record::{Record, State};
 use crate::registry::{Listing, RecordHead, Registry};
 
@@ -59,7 +59,8 @@ impl FromStr for Since {
             return Ok(Since::At(at));
         }
         if let Ok(date) = text.parse::<jiff::civil::Date>()
-            && let Ok(at) = jiff::tz::TimeZone::UTC.to_timestamp(date.to_datetime(jiff::civil::Time::midnight()))
+            && let Ok(at) = jiff::tz::TimeZone::UTC
+                .to_timestamp(date.to_datetime(jiff::civil::Time::midnight()))
         {
             return Ok(Since::At(at));
         }

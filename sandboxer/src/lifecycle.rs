@@ -910,8 +910,8 @@ pub fn gc(config: &Config, dry_run: bool) -> anyhow::Result<GcReport> {
     let planned_or = |done: Outcome| if dry_run { Outcome::Planned } else { done };
     // The records as they stand after this gc's teardowns, for the history pass below.
     let mut records = listing.records;
-    for index in 0..records.len() {
-        let record = records[index].clone();
+    for slot in records.iter_mut() {
+        let record = slot.clone();
         let id = record.id.as_str();
         if record.state.is_in_progress() {
             if is_expired(&record, now) {
@@ -978,7 +978,7 @@ pub fn gc(config: &Config, dry_run: bool) -> anyhow::Result<GcReport> {
         match teardown_as(config, id, State::Expired, reason) {
             Ok(TeardownOutcome::TornDown(torn_down)) => {
                 report.push(id, action, Outcome::Done, detail);
-                records[index] = torn_down;
+                *slot = torn_down;
             }
             Ok(TeardownOutcome::AlreadyGone(record)) => report.push(
                 id,
@@ -1052,7 +1052,9 @@ fn gc_history(
                         Outcome::Skipped,
                         "another process is working on it",
                     ),
-                    Err(err) => report.push(&leftover.id, action, Outcome::Failed, format!("{err:#}")),
+                    Err(err) => {
+                        report.push(&leftover.id, action, Outcome::Failed, format!("{err:#}"))
+                    }
                 }
             }
         }
@@ -1070,7 +1072,10 @@ fn gc_history(
         let kept = if record.artifacts.is_empty() {
             String::new()
         } else {
-            format!("; its {} kept artifact(s) stay, with their provenance", record.artifacts.len())
+            format!(
+                "; its {} kept artifact(s) stay, with their provenance",
+                record.artifacts.len()
+            )
         };
         let detail = format!(
             "{} at {since}; its retention ({retention}) has passed{kept}",
@@ -1082,14 +1087,24 @@ fn gc_history(
             crate::history::purge(config, &record.id, now)
         };
         match outcome {
-            Ok(true) => report.push(&record.id, GcAction::Purge, planned_or(Outcome::Done), detail),
+            Ok(true) => report.push(
+                &record.id,
+                GcAction::Purge,
+                planned_or(Outcome::Done),
+                detail,
+            ),
             Ok(false) => report.push(
                 &record.id,
                 GcAction::Purge,
                 Outcome::Skipped,
                 "another process is working on it, or it was purged already",
             ),
-            Err(err) => report.push(&record.id, GcAction::Purge, Outcome::Failed, format!("{err:#}")),
+            Err(err) => report.push(
+                &record.id,
+                GcAction::Purge,
+                Outcome::Failed,
+                format!("{err:#}"),
+            ),
         }
     }
     match registry.stale_purges() {

@@ -7,10 +7,10 @@ use camino::Utf8PathBuf;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use crate::inputs::Value;
-use crate::ssh::SshTarget;
 use crate::duration::Age;
+use crate::inputs::Value;
 use crate::provenance::BuildProvenance;
+use crate::ssh::SshTarget;
 
 /// Bumped when the record's shape changes in a way old readers would misread.
 pub const SCHEMA_VERSION: u32 = 1;

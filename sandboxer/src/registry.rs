@@ -272,12 +272,14 @@ impl Registry {
             .collect();
         match matches.as_slice() {
             [one] => Ok((*one).clone()),
-            [] => Err(not_found(match self.purged_with_kept_artifacts(id_or_prefix) {
-                Some(dir) => format!(
-                    "sandbox `{id_or_prefix}` was purged (its record outlived its retention); its kept artifacts and their provenance are in {dir}"
-                ),
-                None => format!("no sandbox `{id_or_prefix}` (see `sandboxer list --all`)"),
-            })),
+            [] => Err(not_found(
+                match self.purged_with_kept_artifacts(id_or_prefix) {
+                    Some(dir) => format!(
+                        "sandbox `{id_or_prefix}` was purged (its record outlived its retention); its kept artifacts and their provenance are in {dir}"
+                    ),
+                    None => format!("no sandbox `{id_or_prefix}` (see `sandboxer list --all`)"),
+                },
+            )),
             many => Err(usage(self.ambiguous(id_or_prefix, many))),
         }
     }

@@ -32,13 +32,17 @@ pub fn parse(text: &str, what: &str) -> Result<u64, String> {
         _ => {
             let (prefix, rest) = upper.split_at(1);
             let Some(power) = BINARY.iter().position(|(name, _)| *name == prefix) else {
-                return Err(format!("invalid {what} {text:?}: unknown unit `{unit}`; {hint}"));
+                return Err(format!(
+                    "invalid {what} {text:?}: unknown unit `{unit}`; {hint}"
+                ));
             };
             match rest {
                 "" | "IB" => BINARY[power].1,
                 "B" => 1000u64.pow(u32::try_from(power).unwrap_or(0)),
                 _ => {
-                    return Err(format!("invalid {what} {text:?}: unknown unit `{unit}`; {hint}"));
+                    return Err(format!(
+                        "invalid {what} {text:?}: unknown unit `{unit}`; {hint}"
+                    ));
                 }
             }
         }

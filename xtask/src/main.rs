@@ -2,6 +2,7 @@
 
 mod bench;
 mod bench_dispatch;
+mod bench_history;
 mod bench_hub;
 mod check;
 mod custodian;
@@ -23,6 +24,7 @@ tasks:
   check                    setup, then fmt --check, clippy -D warnings, every test, verify-shim
   bench                    speed and memory targets, as ratios measured in one run
   bench-hub                create with a State Hub answering after 2 s vs none (ratio <= 1.02)
+  bench-history            list (live only) over 10,000 ended + 100 live records vs cat (<= 1.25x)
   man [DIR]                man pages for every command (default DIR: target/man)
   install [--prefix P] [--destdir D] [--binary B]
                            build (unless --binary) and install the binary, man pages and
@@ -45,6 +47,7 @@ fn main() -> anyhow::Result<()> {
         ["check"] => check::run(&sh),
         ["bench"] => bench::run(&sh),
         ["bench-hub"] => bench_hub::run(&sh),
+        ["bench-history"] => bench_history::run(&sh),
         ["man"] => man::generate(&sh.current_dir().join("target/man")).map(|pages| {
             eprintln!("wrote {} man pages to target/man", pages.len());
         }),

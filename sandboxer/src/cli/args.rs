@@ -5,10 +5,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use clap_complete::engine::ArgValueCompleter;
 
 use crate::duration::{self, Age, Ttl};
-use crate::history::Since;
-use crate::record::State;
 use crate::ext::OnFailure;
+use crate::history::Since;
 use crate::inputs::{Assignment, parse_assignment};
+use crate::record::State;
 
 use super::complete;
 
@@ -62,7 +62,10 @@ const EXAMPLES: &[(&str, &str)] = &[
         "create",
         "sandboxer create --profile vm-packer-build --input vm_name=web-1 --ttl 4h",
     ),
-    ("list", "sandboxer list --state failed,cancelled --since 2d --json"),
+    (
+        "list",
+        "sandboxer list --state failed,cancelled --since 2d --json",
+    ),
     ("show", "sandboxer show sb-1m8d --json"),
     (
         "teardown",

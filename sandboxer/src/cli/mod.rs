@@ -16,12 +16,12 @@ use anyhow::Context as _;
 use camino::{Utf8Path, Utf8PathBuf};
 use clap::CommandFactory as _;
 
+use crate::artifacts::PruneRequest;
 use crate::cancel::Cancel;
 use crate::error::{kind_of, usage};
-use crate::artifacts::PruneRequest;
 use crate::ext::{self, Environment};
-use crate::hub;
 use crate::history::ListFilter;
+use crate::hub;
 use crate::lifecycle::{self, Config, CreateRequest, TeardownOutcome};
 use crate::profile::{Catalog, SearchPath};
 use crate::progress::FanOut;
@@ -364,7 +364,9 @@ fn list(config: &Config, args: &ListArgs) -> anyhow::Result<()> {
         states: args.states.clone(),
         profiles: args.profiles.clone(),
         modes: args.modes.clone(),
-        since: args.since.map(|since| since.resolve(jiff::Timestamp::now())),
+        since: args
+            .since
+            .map(|since| since.resolve(jiff::Timestamp::now())),
         expired_only: args.expired,
     };
     let listing = crate::history::list(config, &filter)?;

@@ -9,10 +9,10 @@ use camino::Utf8Path;
 use jiff::Timestamp;
 use serde::Serialize;
 
+use crate::artifacts::{Inventory, PruneReport};
 use crate::duration::{human_elapsed, human_remaining};
 use crate::ext;
 use crate::hub;
-use crate::artifacts::{Inventory, PruneReport};
 use crate::lifecycle::{GcReport, Outcome, TeardownOutcome};
 use crate::profile::{Catalog, Entry, InputRow};
 use crate::record::Record;
@@ -400,7 +400,11 @@ fn short_path(path: &Utf8Path, root: &Utf8Path) -> String {
 }
 
 /// `artifacts list`: a table and the total on stdout, or JSON.
-pub(super) fn artifacts(inventory: &Inventory, root: &Utf8Path, as_json: bool) -> anyhow::Result<()> {
+pub(super) fn artifacts(
+    inventory: &Inventory,
+    root: &Utf8Path,
+    as_json: bool,
+) -> anyhow::Result<()> {
     let total = inventory.total_bytes();
     let live: u64 = inventory
         .artifacts
@@ -456,7 +460,10 @@ pub(super) fn artifacts(inventory: &Inventory, root: &Utf8Path, as_json: bool) -
         &rows,
     )?;
     let live_part = if live > 0 {
-        format!(" ({} of it live sandboxes', never pruned)", crate::size::human(live))
+        format!(
+            " ({} of it live sandboxes', never pruned)",
+            crate::size::human(live)
+        )
     } else {
         String::new()
     };

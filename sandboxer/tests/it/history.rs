@@ -141,7 +141,10 @@ impl Library {
                     created_at,
                     updated_at: created_at,
                     expires_at: created_at + SignedDuration::from_hours(24 * 365),
-                    inputs: BTreeMap::from([("vm_name".to_owned(), sandboxer::inputs::Value::Single(id.to_owned()))]),
+                    inputs: BTreeMap::from([(
+                        "vm_name".to_owned(),
+                        sandboxer::inputs::Value::Single(id.to_owned()),
+                    )]),
                     placement: Placement {
                         host: "local".to_owned(),
                         slot: None,
@@ -286,7 +289,10 @@ fn list_shows_live_sandboxes_newest_first_and_filters_combine() {
         strings(&[&pending, &cancelled])
     );
     // Filters combine: a sandbox must match each.
-    assert_eq!(list(&["list", "--profile", "team-x"]), strings(&[&other_ready]));
+    assert_eq!(
+        list(&["list", "--profile", "team-x"]),
+        strings(&[&other_ready])
+    );
     assert_eq!(
         list(&["list", "--profile", "profile.team-x", "--mode", "build"]),
         Vec::<String>::new()
@@ -370,11 +376,7 @@ fn ten_thousand_ended_records_list_only_the_live_ones_and_gc_purges_the_old() {
             });
         }
     });
-    eprintln!(
-        "made {} records in {:?}",
-        ENDED + LIVE,
-        started.elapsed()
-    );
+    eprintln!("made {} records in {:?}", ENDED + LIVE, started.elapsed());
 
     let live = sandboxer.run(&["list", "--json"]).success().json();
     let live = live.as_array().unwrap();
@@ -389,20 +391,33 @@ fn ten_thousand_ended_records_list_only_the_live_ones_and_gc_purges_the_old() {
     let all = sandboxer.run(&["list", "--all", "--json"]).success().json();
     assert_eq!(all.as_array().unwrap().len(), ENDED + LIVE);
 
-    let planned = sandboxer.run(&["gc", "--dry-run", "--json"]).success().json();
+    let planned = sandboxer
+        .run(&["gc", "--dry-run", "--json"])
+        .success()
+        .json();
     let planned = planned.as_array().unwrap();
     assert_eq!(planned.len(), DUE, "only those torn down over 30 days ago");
-    assert!(planned
-        .iter()
-        .all(|entry| entry["action"] == "purge" && entry["outcome"] == "planned"));
+    assert!(
+        planned
+            .iter()
+            .all(|entry| entry["action"] == "purge" && entry["outcome"] == "planned")
+    );
     let started = Instant::now();
     let done = sandboxer.run(&["gc", "--json"]).success().json();
     eprintln!("gc purged {DUE} records in {:?}", started.elapsed());
     assert_eq!(done.as_array().unwrap().len(), DUE);
-    assert!(done.as_array().unwrap().iter().all(|e| e["outcome"] == "done"));
+    assert!(
+        done.as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["outcome"] == "done")
+    );
     assert_eq!(sandboxer.ids().len(), ENDED + LIVE - DUE);
     assert!(
-        sandboxer.sandbox_entries().iter().all(|name| !name.starts_with('.')),
+        sandboxer
+            .sandbox_entries()
+            .iter()
+            .all(|name| !name.starts_with('.')),
         "no purge leftovers"
     );
     assert_eq!(
@@ -503,7 +518,10 @@ fn artifacts_list_and_prune_by_count_age_and_size_never_touching_a_live_sandbox(
     );
     let live = library.make(&Spec::new(State::Ready).ova(3 * mib).age(days(1)));
 
-    let listed = sandboxer.run(&["artifacts", "list", "--json"]).success().json();
+    let listed = sandboxer
+        .run(&["artifacts", "list", "--json"])
+        .success()
+        .json();
     let sandboxes: Vec<&str> = listed["artifacts"]
         .as_array()
         .unwrap()
@@ -516,13 +534,15 @@ fn artifacts_list_and_prune_by_count_age_and_size_never_touching_a_live_sandbox(
     let state = sandboxer.state_dir();
     for id in [&a1, &a2, &a3, &b1, &b2] {
         let provenance = state.join("artifacts").join(id).join("provenance.json");
-        let document: Value =
-            serde_json::from_slice(&std::fs::read(&provenance).unwrap()).unwrap();
+        let document: Value = serde_json::from_slice(&std::fs::read(&provenance).unwrap()).unwrap();
         assert_eq!(document["format"], "sandboxer-provenance/1");
         assert_eq!(document["sandbox"]["id"], id.as_str());
         assert_eq!(
             document["artifacts"][0]["sha256"],
-            sha256(&ova_bytes(id, if id == &b1 || id == &b2 { 2 * mib } else { mib }))
+            sha256(&ova_bytes(
+                id,
+                if id == &b1 || id == &b2 { 2 * mib } else { mib }
+            ))
         );
     }
     let table = sandboxer.run(&["artifacts", "list"]).success();
@@ -530,9 +550,9 @@ fn artifacts_list_and_prune_by_count_age_and_size_never_touching_a_live_sandbox(
         table.stdout.lines().next().unwrap().starts_with("SANDBOX")
             && table.stdout.contains(&format!("artifacts/{a1}/{a1}.ova"))
             && table.stdout.contains("1.0 MiB")
-            && table
-                .stdout
-                .contains("total: 10.0 MiB in 6 artifact(s) (3.0 MiB of it live sandboxes', never pruned)"),
+            && table.stdout.contains(
+                "total: 10.0 MiB in 6 artifact(s) (3.0 MiB of it live sandboxes', never pruned)"
+            ),
         "{}",
         table.describe()
     );
@@ -543,8 +563,16 @@ fn artifacts_list_and_prune_by_count_age_and_size_never_touching_a_live_sandbox(
         .run(&["artifacts", "prune", "--keep-last", "1", "--dry-run"])
         .success();
     assert!(
-        dry.stderr.contains(&format!("would prune {}", state.join("artifacts").join(&a2).join(format!("{a2}.ova")).display()))
-            && dry.stderr.contains("would free 5.0 MiB (4 artifact(s)); 5.0 MiB would stay"),
+        dry.stderr.contains(&format!(
+            "would prune {}",
+            state
+                .join("artifacts")
+                .join(&a2)
+                .join(format!("{a2}.ova"))
+                .display()
+        )) && dry
+            .stderr
+            .contains("would free 5.0 MiB (4 artifact(s)); 5.0 MiB would stay"),
         "{}",
         dry.describe()
     );
@@ -587,7 +615,13 @@ fn artifacts_list_and_prune_by_count_age_and_size_never_touching_a_live_sandbox(
         sha256(&ova_bytes(&a1, mib))
     );
     assert_eq!(record["pruned_artifacts"][0]["reason"], "--keep-last 1");
-    assert!(sandboxer.sandbox_dir(&live).join("output").join(format!("{live}.ova")).exists());
+    assert!(
+        sandboxer
+            .sandbox_dir(&live)
+            .join("output")
+            .join(format!("{live}.ova"))
+            .exists()
+    );
 
     // --max-total below what the live sandbox alone takes: b2 goes, and it says why it stops.
     let run = sandboxer
@@ -698,7 +732,11 @@ fn gc_purges_torn_down_records_after_their_retention_and_keeps_provenance_beside
 
     let dry = sandboxer.run(&["gc", "--dry-run"]).success();
     for id in [&with_ova, &without, &short] {
-        assert!(dry.stderr.contains(&format!("{id}: would purge: ")), "{}", dry.describe());
+        assert!(
+            dry.stderr.contains(&format!("{id}: would purge: ")),
+            "{}",
+            dry.describe()
+        );
     }
     assert!(
         dry.stderr.contains("its retention (1d) has passed")
@@ -714,7 +752,10 @@ fn gc_purges_torn_down_records_after_their_retention_and_keeps_provenance_beside
         .unwrap()
         .iter()
         .map(|entry| {
-            assert_eq!((&entry["action"], &entry["outcome"]), (&Value::from("purge"), &Value::from("done")));
+            assert_eq!(
+                (&entry["action"], &entry["outcome"]),
+                (&Value::from("purge"), &Value::from("done"))
+            );
             entry["id"].as_str().unwrap()
         })
         .collect();
@@ -731,7 +772,13 @@ fn gc_purges_torn_down_records_after_their_retention_and_keeps_provenance_beside
         serde_json::from_slice(&std::fs::read(kept.join("provenance.json")).unwrap()).unwrap();
     assert_eq!(provenance["sandbox"]["state"], "torn-down");
     assert_eq!(provenance["artifacts"], provenance_before["artifacts"]);
-    assert!(!sandboxer.state_dir().join("artifacts").join(&without).exists());
+    assert!(
+        !sandboxer
+            .state_dir()
+            .join("artifacts")
+            .join(&without)
+            .exists()
+    );
 
     // Asked for by id, the purged sandbox says where its provenance is.
     sandboxer
@@ -742,7 +789,10 @@ fn gc_purges_torn_down_records_after_their_retention_and_keeps_provenance_beside
             kept.display()
         ));
     // `artifacts list` still shows it, from the provenance file.
-    let listed = sandboxer.run(&["artifacts", "list", "--json"]).success().json();
+    let listed = sandboxer
+        .run(&["artifacts", "list", "--json"])
+        .success()
+        .json();
     let entry = listed["artifacts"]
         .as_array()
         .unwrap()
@@ -756,7 +806,10 @@ fn gc_purges_torn_down_records_after_their_retention_and_keeps_provenance_beside
     sandboxer
         .run(&["artifacts", "prune", "--older-than", "40d"])
         .success()
-        .stderr_contains(&format!("pruned {}", kept.join(format!("{with_ova}.ova")).display()));
+        .stderr_contains(&format!(
+            "pruned {}",
+            kept.join(format!("{with_ova}.ova")).display()
+        ));
     assert!(!kept.exists());
 }
 
@@ -768,15 +821,27 @@ fn the_settings_file_sets_the_default_retention() {
     library.torn_down_ago(&old, days(40));
     let settings = sandboxer.root().join("config/sandboxer");
     std::fs::create_dir_all(&settings).unwrap();
-    std::fs::write(settings.join("config.toml"), "[history]\nretention = \"90d\"\n").unwrap();
+    std::fs::write(
+        settings.join("config.toml"),
+        "[history]\nretention = \"90d\"\n",
+    )
+    .unwrap();
     let run = sandboxer.run(&["gc", "--json"]).success().json();
     assert_eq!(run, Value::Array(Vec::new()), "kept for 90 days");
-    std::fs::write(settings.join("config.toml"), "[history]\nretention = \"3O d\"\n").unwrap();
+    std::fs::write(
+        settings.join("config.toml"),
+        "[history]\nretention = \"3O d\"\n",
+    )
+    .unwrap();
     sandboxer.run(&["gc"]).code(2).error_contains(&format!(
         "{}:2:13: invalid retention \"3O d\"",
         settings.join("config.toml").display()
     ));
-    std::fs::write(settings.join("config.toml"), "[history]\nretention = \"30d\"\n").unwrap();
+    std::fs::write(
+        settings.join("config.toml"),
+        "[history]\nretention = \"30d\"\n",
+    )
+    .unwrap();
     let run = sandboxer.run(&["gc", "--json"]).success().json();
     assert_eq!(run[0]["id"], old.as_str());
 }
@@ -842,9 +907,16 @@ fn a_prune_killed_at_random_points_leaves_everything_described() {
         check_described(&sandboxer, false);
         sandboxer.run(&["gc"]).success();
         check_described(&sandboxer, true);
-        let listed = sandboxer.run(&["artifacts", "list", "--json"]).success().json();
+        let listed = sandboxer
+            .run(&["artifacts", "list", "--json"])
+            .success()
+            .json();
         for problem in ["undescribed", "missing", "interrupted"] {
-            assert_eq!(listed[problem], Value::Array(Vec::new()), "{problem}: {listed:#}");
+            assert_eq!(
+                listed[problem],
+                Value::Array(Vec::new()),
+                "{problem}: {listed:#}"
+            );
         }
         let after_gc = kept_files(sandboxer.state_dir())
             .iter()
@@ -853,7 +925,9 @@ fn a_prune_killed_at_random_points_leaves_everything_described() {
         assert!(after_gc <= remaining);
         assert_eq!(listed["count"], after_gc);
         // And a prune run to the end leaves nothing.
-        sandboxer.run(&["artifacts", "prune", "--keep-last", "0"]).success();
+        sandboxer
+            .run(&["artifacts", "prune", "--keep-last", "0"])
+            .success();
         check_described(&sandboxer, true);
         let left = kept_files(sandboxer.state_dir());
         assert!(left.is_empty(), "{left:?}");
@@ -870,7 +944,11 @@ fn check_described(sandboxer: &Sandboxer, settled: bool) {
         let record = sandboxer.stored_record(&id);
         for artifact in record["artifacts"].as_array().unwrap() {
             let path = PathBuf::from(artifact["path"].as_str().unwrap());
-            assert!(path.exists(), "record {id} points at missing {}", path.display());
+            assert!(
+                path.exists(),
+                "record {id} points at missing {}",
+                path.display()
+            );
             described.insert(path);
         }
         for pruned in record["pruned_artifacts"].as_array().into_iter().flatten() {
@@ -890,11 +968,17 @@ fn check_described(sandboxer: &Sandboxer, settled: bool) {
         }
         let dir = dir.path();
         let provenance = dir.join("provenance.json");
-        if provenance.exists() && !sandboxer.sandbox_dir(&dir.file_name().unwrap().to_string_lossy()).exists() {
+        if provenance.exists()
+            && !sandboxer
+                .sandbox_dir(&dir.file_name().unwrap().to_string_lossy())
+                .exists()
+        {
             let document: Value =
                 serde_json::from_slice(&std::fs::read(&provenance).unwrap()).unwrap();
             for artifact in document["artifacts"].as_array().unwrap() {
-                let name = Path::new(artifact["path"].as_str().unwrap()).file_name().unwrap();
+                let name = Path::new(artifact["path"].as_str().unwrap())
+                    .file_name()
+                    .unwrap();
                 assert!(
                     dir.join(name).exists(),
                     "{} describes missing {name:?}",
@@ -903,7 +987,9 @@ fn check_described(sandboxer: &Sandboxer, settled: bool) {
                 described.insert(dir.join(name));
             }
             for pruned in document["pruned_artifacts"].as_array().unwrap() {
-                let name = Path::new(pruned["path"].as_str().unwrap()).file_name().unwrap();
+                let name = Path::new(pruned["path"].as_str().unwrap())
+                    .file_name()
+                    .unwrap();
                 assert!(!settled || !dir.join(name).exists());
                 described.insert(dir.join(name));
             }
@@ -928,7 +1014,11 @@ fn check_described(sandboxer: &Sandboxer, settled: bool) {
         if settled {
             assert!(
                 std::fs::read_dir(&dir).unwrap().any(|file| {
-                    !file.unwrap().file_name().to_string_lossy().ends_with(".json")
+                    !file
+                        .unwrap()
+                        .file_name()
+                        .to_string_lossy()
+                        .ends_with(".json")
                 }),
                 "{} keeps nothing but is still there after gc",
                 dir.display()

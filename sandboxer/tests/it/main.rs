@@ -7,14 +7,14 @@
 mod attach;
 mod cli;
 mod common;
-mod hub_server;
 mod history;
+mod hub_server;
 mod lifecycle;
 mod operator;
 mod packer_build;
-mod provenance;
 mod placement;
 mod progress_hub;
+mod provenance;
 mod scripts;
 mod sshd;
 mod templates;

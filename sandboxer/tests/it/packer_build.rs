@@ -240,7 +240,11 @@ pub(crate) fn assert_no_secret(
         views.push(sandboxer.run(&["show", id, "--json"]).success());
         views.push(sandboxer.run(&["show", id]).success());
         views.push(sandboxer.run(&["show", id, "--provenance"]).success());
-        views.push(sandboxer.run(&["show", id, "--provenance", "--json"]).success());
+        views.push(
+            sandboxer
+                .run(&["show", id, "--provenance", "--json"])
+                .success(),
+        );
     }
     if !ids.is_empty() {
         views.push(sandboxer.run(&["list", "--json"]).success());

@@ -127,16 +127,15 @@ fn a_build_records_what_made_it_and_keeps_it_beside_its_ovas() {
         ])
     );
     assert_eq!(provenance["tool"]["name"], "packer");
-    assert_eq!(provenance["tool"]["path"], which("packer").to_str().unwrap());
+    assert_eq!(
+        provenance["tool"]["path"],
+        which("packer").to_str().unwrap()
+    );
     assert_eq!(provenance["tool"]["version"], packer_version());
     assert_eq!(provenance["variables"]["vm_name"], "debian-13");
     assert_eq!(
         provenance["variables"]["output_directory"],
-        sandboxer
-            .sandbox_dir(&id)
-            .join("output")
-            .to_str()
-            .unwrap()
+        sandboxer.sandbox_dir(&id).join("output").to_str().unwrap()
     );
     assert_eq!(
         provenance["input_paths"]["packer_template"],
@@ -183,7 +182,11 @@ fn a_build_records_what_made_it_and_keeps_it_beside_its_ovas() {
         "(succeeded), null.".to_owned(),
         "  vm_name = debian-13\n".to_owned(),
     ] {
-        assert!(human.stdout.contains(&line), "{line:?}\n{}", human.describe());
+        assert!(
+            human.stdout.contains(&line),
+            "{line:?}\n{}",
+            human.describe()
+        );
     }
 
     // Torn down, the OVAs move under artifacts/<id>/ with the same document beside them.
@@ -372,7 +375,13 @@ fn create_like_rebuilds_with_the_same_profile_and_inputs_and_warns_about_changes
     text.push_str("# changed after the first build\n");
     std::fs::write(&file, text).unwrap();
     let changed = sandboxer
-        .run(&["create", "--like", &id, "-i", "var.token=third-secret-token"])
+        .run(&[
+            "create",
+            "--like",
+            &id,
+            "-i",
+            "var.token=third-secret-token",
+        ])
         .success();
     let new_digest = {
         let newest = sandboxer.ids().pop().unwrap();
@@ -410,7 +419,13 @@ fn create_like_rebuilds_with_the_same_profile_and_inputs_and_warns_about_changes
         })
         .unwrap();
     let older = sandboxer
-        .run(&["create", "--like", &id, "-i", "var.token=third-secret-token"])
+        .run(&[
+            "create",
+            "--like",
+            &id,
+            "-i",
+            "var.token=third-secret-token",
+        ])
         .success();
     let warnings = stderr_warnings(&older);
     assert!(
@@ -459,7 +474,11 @@ fn a_purged_sandbox_still_has_provenance_and_can_be_built_again() {
     sandboxer.run(&["teardown", &id]).success();
     let settings = sandboxer.root().join("config/sandboxer");
     std::fs::create_dir_all(&settings).unwrap();
-    std::fs::write(settings.join("config.toml"), "[history]\nretention = \"0s\"\n").unwrap();
+    std::fs::write(
+        settings.join("config.toml"),
+        "[history]\nretention = \"0s\"\n",
+    )
+    .unwrap();
     let gc = sandboxer.run(&["gc", "--json"]).success().json();
     assert_eq!(gc[0]["action"], "purge");
     assert!(!sandboxer.sandbox_dir(&id).exists());
@@ -472,7 +491,15 @@ fn a_purged_sandbox_still_has_provenance_and_can_be_built_again() {
     assert_eq!(after["variables"], before["variables"]);
     assert_eq!(after["sandbox"]["state"], "torn-down");
     let again = sandboxer
-        .run(&["create", "--like", &id, "--json", "-q", "-i", "var.token=purged-secret-two"])
+        .run(&[
+            "create",
+            "--like",
+            &id,
+            "--json",
+            "-q",
+            "-i",
+            "var.token=purged-secret-two",
+        ])
         .success()
         .json();
     assert_eq!(again["like"], id.as_str());

@@ -395,7 +395,10 @@ impl Prepared for Build {
             ) {
                 continue;
             }
-            let value = match (binding.sensitive, self.value(binding, &dirs.output, placement_host)) {
+            let value = match (
+                binding.sensitive,
+                self.value(binding, &dirs.output, placement_host),
+            ) {
                 (true, _) => REDACTED.to_owned(),
                 (false, Some(value)) => value.to_owned(),
                 (false, None) => continue,
@@ -1235,9 +1238,16 @@ mod tests {
             provenance.template.as_ref().unwrap().sha256,
             provenance::sha256_hex(b"template")
         );
-        assert_eq!(provenance.tool.as_ref().unwrap().version.as_deref(), Some("1.6.6"));
+        assert_eq!(
+            provenance.tool.as_ref().unwrap().version.as_deref(),
+            Some("1.6.6")
+        );
         let json = serde_json::to_string(&provenance).unwrap();
-        for leak in ["s3cret", "hush", &provenance::sha256_hex(secret_text.as_bytes())] {
+        for leak in [
+            "s3cret",
+            "hush",
+            &provenance::sha256_hex(secret_text.as_bytes()),
+        ] {
             assert!(!json.contains(leak), "{leak} in {json}");
         }
     }
