@@ -114,9 +114,10 @@ impl Custodian {
         command
     }
 
-    /// Every sandbox `sandboxer list --json` knows.
+    /// Every sandbox `sandboxer list --all --json` knows (ended ones too: a failed build that
+    /// left nothing behind is not live).
     pub fn sandboxes(&self) -> anyhow::Result<Vec<serde_json::Value>> {
-        let output = output_of(&mut self.sandboxer(&["list", "--json"]))?;
+        let output = output_of(&mut self.sandboxer(&["list", "--all", "--json"]))?;
         anyhow::ensure!(
             output.status.success(),
             "sandboxer list failed: {}",
