@@ -51,6 +51,15 @@ pub struct Capabilities {
 /// Detects the capabilities of `packer`, caching them by the executable's path, size and mtime
 /// so the cost of an extra Packer start (~0.1 s) is paid once per installed version.
 pub fn capabilities(packer: &Utf8Path, cache_dir: &Utf8Path) -> anyhow::Result<Capabilities> {
+    capabilities_within(packer, cache_dir, VERSION_TIMEOUT)
+}
+
+/// [`capabilities`], giving `packer version` at most `timeout` to answer.
+fn capabilities_within(
+    packer: &Utf8Path,
+    cache_dir: &Utf8Path,
+    timeout: Duration,
+) -> anyhow::Result<Capabilities> {
     let real = packer
         .canonicalize_utf8()
         .unwrap_or_else(|_| packer.to_owned());
@@ -84,10 +93,15 @@ pub fn capabilities(packer: &Utf8Path, cache_dir: &Utf8Path) -> anyhow::Result<C
         .stderr_to_stdout()
         .stdout_capture()
         .unchecked()
+        // Its own process group, so a Packer that hangs is stopped with whatever it started.
+        .before_spawn(|command| {
+            command.process_group(0);
+            Ok(())
+        })
         .start()
         .with_context(|| format!("running `{packer} version`"))?;
     // Every build asks (for its provenance): a Packer that hangs must not hang the build.
-    let deadline = Instant::now() + VERSION_TIMEOUT;
+    let deadline = Instant::now() + timeout;
     let output = loop {
         if let Some(output) = handle
             .try_wait()
@@ -96,10 +110,13 @@ pub fn capabilities(packer: &Utf8Path, cache_dir: &Utf8Path) -> anyhow::Result<C
             break output;
         }
         if Instant::now() >= deadline {
+            for pid in handle.pids() {
+                let _ = process::signal_group(pid, rustix::process::Signal::KILL);
+            }
             let _ = handle.kill();
             anyhow::bail!(
-                "`{packer} version` did not answer within {} s",
-                VERSION_TIMEOUT.as_secs()
+                "`{packer} version` did not answer within {} ms",
+                timeout.as_millis()
             );
         }
         std::thread::sleep(Duration::from_millis(5));
@@ -456,6 +473,34 @@ mod tests {
                 has_init: detected.has_init
             }
         );
+    }
+
+    /// A Packer whose `packer version` hangs costs a build its provenance's version, not the
+    /// build, and what it started is stopped.
+    #[test]
+    fn a_packer_that_never_says_its_version_is_given_up_on_and_stopped() {
+        let fake = Utf8Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/fixtures/fakes/fake-packer-hangs-on-version");
+        let dir = tempfile::tempdir().unwrap();
+        let cache_dir = Utf8Path::from_path(dir.path()).unwrap();
+        let started = Instant::now();
+        let err = capabilities_within(&fake, cache_dir, Duration::from_millis(300))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("did not answer within 300 ms"), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert!(!cache_dir.join("packer-capabilities.json").exists());
+        let leftover = || {
+            std::fs::read_dir("/proc").unwrap().flatten().any(|entry| {
+                std::fs::read(entry.path().join("cmdline"))
+                    .is_ok_and(|cmdline| cmdline == b"sleep\0299\0")
+            })
+        };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while leftover() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(!leftover(), "the fake's child outlived the timeout");
     }
 
     #[test]
