@@ -493,7 +493,7 @@ mod tests {
         let leftover = || {
             std::fs::read_dir("/proc").unwrap().flatten().any(|entry| {
                 std::fs::read(entry.path().join("cmdline"))
-                    .is_ok_and(|cmdline| cmdline == b"sleep\0299\0")
+                    .is_ok_and(|cmdline| cmdline == b"sleep\x00299\x00")
             })
         };
         let deadline = Instant::now() + Duration::from_secs(5);
