@@ -1,5 +1,7 @@
-//! History: which sandboxes are live and which have ended, listing them with filters, and
-//! purging torn-down sandboxes' records once their retention has passed.
+//! History: which sandboxes are live and which have ended, listing them with filters, purging
+//! torn-down sandboxes' records once their retention has passed, and reading a past sandbox's
+//! provenance back (`show --provenance`, `create --like`), from its record or, once purged, from
+//! the `provenance.json` beside its kept artifacts.
 
 use std::str::FromStr;
 

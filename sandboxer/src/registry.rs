@@ -52,7 +52,6 @@ pub struct RecordHead {
     pub mode: String,
     pub state: State,
     pub created_at: Timestamp,
-    pub expires_at: Timestamp,
 }
 
 impl Registry {
