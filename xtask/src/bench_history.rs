@@ -79,10 +79,11 @@ impl HistoryBench {
         let stats =
             |s: &Stats| format!("{:.1} ms ({:.1}-{:.1})", ms(s.median), ms(s.min), ms(s.max));
         format!(
-            "list (live only), {ENDED} ended + {LIVE} live records: cat of every record {}, list {}, list --json {} (median of {ROUNDS}, min-max): ratios {:.2} and {:.2} (target <= {MAX_RATIO_TO_CAT})",
+            "list (live only), {ENDED} ended + {LIVE} live records: cat of every record {}, list {}, list --json {} (median of {}, min-max): ratios {:.2} and {:.2} (target <= {MAX_RATIO_TO_CAT})",
             stats(&self.cat),
             stats(&self.list),
             stats(&self.list_json),
+            self.list.samples.len(),
             self.ratio(),
             self.ratio_json()
         )
