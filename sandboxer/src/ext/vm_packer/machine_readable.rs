@@ -179,6 +179,13 @@ fn build_end(text: &str) -> Option<(&str, Option<&str>)> {
 }
 
 impl Report {
+    /// Sandboxer asked Packer to cancel (SIGINT to its group): a step that ends from now on
+    /// ends because of it, even when the interrupt reached a provisioner's script before
+    /// Packer's own handler said "Cancelling build".
+    pub fn interrupted(&mut self) {
+        self.cancelling = true;
+    }
+
     /// Folds one raw line into the report and tells `notify` what it means, in order: a
     /// headline finishes the build's previous step and starts the next one before it is shown.
     pub fn observe(&mut self, raw: &str, mut notify: impl FnMut(Notice)) {

@@ -246,7 +246,15 @@ pub fn run(
         });
         let (lines, received) = mpsc::sync_channel(LINES_IN_FLIGHT);
         let reading = scope.spawn(|| read_lines(&reader, lines));
-        let logged = stream(invocation, received, log, redactor, progress, &mut report);
+        let logged = stream(
+            invocation,
+            received,
+            log,
+            redactor,
+            progress,
+            &mut report,
+            cancel,
+        );
         if logged.is_err() {
             // Nobody reads Packer's output any more: stop it rather than let it block.
             let _ = process::signal_group(pid, rustix::process::Signal::KILL);
@@ -328,6 +336,7 @@ fn stream(
     redactor: &Redactor,
     progress: &mut dyn Progress,
     report: &mut Report,
+    cancel: &Cancel,
 ) -> std::io::Result<()> {
     let mut last_heard = Instant::now();
     loop {
@@ -363,6 +372,9 @@ fn stream(
         log.write_all(line.as_bytes())?;
         if !line.ends_with('\n') {
             log.write_all(b"\n")?;
+        }
+        if cancel.requested().is_some() {
+            report.interrupted();
         }
         report.observe(&line, |notice| publish(progress, notice));
     }
