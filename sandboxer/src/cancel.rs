@@ -1,7 +1,8 @@
-//! The cancellation flag shared by the signal thread and a running provision.
+//! The cancellation flag shared by the signal thread and a running provision, and the running
+//! tool it passes a cancel on to: a process group here, or one on a build host ([`Stopper`]).
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use rustix::process::Signal;
@@ -9,16 +10,33 @@ use rustix::process::Signal;
 use crate::error::{Error, ErrorKind};
 use crate::process;
 
+/// Passes signals on to a running tool's processes, wherever they run.
+pub trait Stopper: Send + Sync + std::fmt::Debug {
+    /// Sends `signal` to every process of the tool. Must return at once (it is called from the
+    /// signal thread): anything slow, such as reaching a build host, happens elsewhere.
+    fn signal(&self, signal: Signal);
+}
+
+/// A process group on this machine.
+#[derive(Debug)]
+struct LocalGroup(u32);
+
+impl Stopper for LocalGroup {
+    fn signal(&self, signal: Signal) {
+        let _ = process::signal_group(self.0, signal);
+    }
+}
+
 /// Set once by whoever receives SIGINT/SIGTERM; read by everything else.
 ///
-/// It also knows the process group of the running tool (Packer), so that a cancel reaches the
-/// tool at once, even while the provision is blocked reading the tool's output.
+/// It also knows the running tool (Packer's process group, here or on a build host), so that a
+/// cancel reaches the tool at once, even while the provision is blocked reading its output.
 #[derive(Debug, Default)]
 pub struct Cancel {
     /// The signal number that asked for the cancel; 0 while not cancelled.
     signal: AtomicI32,
-    /// The running tool's process group, while one runs.
-    group: Mutex<Option<u32>>,
+    /// The running tool, while one runs.
+    group: Mutex<Option<Arc<dyn Stopper>>>,
     /// When the first request came, so a stuck tool can be killed after a grace period.
     requested_at: Mutex<Option<Instant>>,
 }
@@ -41,13 +59,13 @@ impl Cancel {
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(Instant::now());
         }
-        let group = *self
+        let group = self
             .group
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(pgid) = group {
-            let signal = if first { Signal::INT } else { Signal::KILL };
-            let _ = process::signal_group(pgid, signal);
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        if let Some(group) = group {
+            group.signal(if first { Signal::INT } else { Signal::KILL });
         }
     }
 
@@ -69,16 +87,21 @@ impl Cancel {
 
     /// Registers the running tool's process group; if a cancel already came, passes it on now.
     pub fn watch_group(&self, pgid: u32) {
+        self.watch(Arc::new(LocalGroup(pgid)));
+    }
+
+    /// Registers the running tool, wherever it runs; if a cancel already came, passes it on now.
+    pub fn watch(&self, group: Arc<dyn Stopper>) {
         *self
             .group
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(pgid);
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(Arc::clone(&group));
         if self.requested().is_some() {
-            let _ = process::signal_group(pgid, Signal::INT);
+            group.signal(Signal::INT);
         }
     }
 
-    /// Forgets the process group once the tool has exited.
+    /// Forgets the tool once it has exited.
     pub fn unwatch_group(&self) {
         *self
             .group

@@ -12,16 +12,19 @@ use crate::error::{Error, ErrorKind, kind_of, usage};
 use crate::ext::{self, Environment, Extension, OnFailure, Prepared, ProvisionContext};
 use crate::hub::{self, Labels};
 use crate::inputs::{self, Inputs, Layer};
-use crate::placement::HostSlots;
+use crate::placement::{self, Attempt, Candidate};
+use crate::pool::{Pool, PoolFile};
 use crate::process;
 use crate::profile::{Catalog, Profile, SearchPath};
 use crate::progress::cloudevents::Origin;
 use crate::progress::{
-    Background, BatchSink, Discard, Event, FanOut, Finish, Kind, Progress as _, Sink, Stamper,
-    Stream,
+    Background, BatchSink, Discard, Event, FanOut, Finish, Kind, Progress, Sink, Stamper, Stream,
 };
-use crate::record::{Owner, Placement, Record, SCHEMA_VERSION, State};
+use crate::record::{
+    BuildHostRecord, Owner, Placement, Record, RemoteProcesses, SCHEMA_VERSION, State,
+};
 use crate::registry::{Listing, Registry};
+use crate::remote::{self, BuildHost, HostSession, Opened};
 use crate::ssh::{Session, SshClient};
 
 /// Everything a command needs to know about where things are; built once by the CLI.
@@ -35,7 +38,13 @@ pub struct Config {
     /// How long a torn-down sandbox's record is kept when its profile does not say:
     /// `[history] retention` in the user config file, else [`crate::history::DEFAULT_RETENTION`].
     pub retention: crate::duration::Age,
+    /// The host pool file (`$SANDBOXER_HOSTS`, else `$XDG_CONFIG_HOME/sandboxer/hosts.toml`);
+    /// a profile's `pool_file` overrides it. `None`: nowhere to look.
+    pub pool_file: Option<PoolFile>,
 }
+
+/// The input that pins a create to one host of the pool; sandboxer's, not an extension's.
+pub const PLACEMENT_HOST: &str = "placement_host";
 
 /// How long `create` waits for State Hub to take its last events once the provision is over;
 /// within the promise that a create returns at most 2 s after its build ends.
@@ -73,9 +82,12 @@ pub struct Plan {
     pub labels: Labels,
     /// What `--like` replays.
     pub replay: Option<crate::history::Replay>,
+    /// The hosts it may be placed on, in the order ties go.
+    pub candidates: Vec<Candidate>,
 }
 
-/// Resolves the profile and inputs of a request, failing before anything is written.
+/// Resolves the profile, inputs and candidate hosts of a request, failing before anything is
+/// written.
 pub fn plan(config: &Config, request: &CreateRequest) -> anyhow::Result<Plan> {
     let catalog = Catalog::load(&config.search)?;
     let replay = match &request.like {
@@ -101,13 +113,25 @@ pub fn plan(config: &Config, request: &CreateRequest) -> anyhow::Result<Plan> {
             profile.id, profile.extension
         )
     })?;
-    // The State Hub labels are sandboxer's own inputs, whatever the extension.
+    // The State Hub labels and the pinned host are sandboxer's own inputs, whatever the
+    // extension.
     let mut labels = profile.state_hub.clone();
+    let mut pinned = None;
     let mut command_line = Layer::default();
     for assignment in &request.inputs {
         let label = match assignment.name.as_str() {
             hub::WORKSTREAM_INPUT => &mut labels.workstream,
             hub::TASK_INPUT => &mut labels.task,
+            PLACEMENT_HOST => {
+                if let Err(problem) = crate::pool::check_name(&assignment.value) {
+                    return Err(usage(format!(
+                        "--input {PLACEMENT_HOST}={}: {problem}",
+                        assignment.value
+                    )));
+                }
+                pinned = Some(assignment.value.clone());
+                continue;
+            }
             _ => {
                 command_line.0.push(assignment.to_setting());
                 continue;
@@ -150,6 +174,20 @@ pub fn plan(config: &Config, request: &CreateRequest) -> anyhow::Result<Plan> {
         }
     }
     let prepared = extension.prepare(&mut inputs, &config.env)?;
+    let pool = load_pool(config, &profile)?;
+    let candidates = placement::candidates(
+        &profile.placement,
+        &profile.id,
+        &pool,
+        pinned.as_deref(),
+        prepared.runs_on_build_hosts(),
+    )?;
+    if candidates
+        .iter()
+        .any(|candidate| candidate.remote.is_none())
+    {
+        prepared.check_here()?;
+    }
     Ok(Plan {
         profile,
         extension,
@@ -157,6 +195,7 @@ pub fn plan(config: &Config, request: &CreateRequest) -> anyhow::Result<Plan> {
         prepared,
         labels,
         replay,
+        candidates,
     })
 }
 
@@ -193,6 +232,22 @@ fn replay_notes(
     notes
 }
 
+/// The pool a profile places on: the file its `pool_file` names, else the configured one.
+pub fn load_pool(config: &Config, profile: &Profile) -> anyhow::Result<Pool> {
+    let file = match &profile.placement.pool_file {
+        Some(path) => Some(PoolFile {
+            path: path.clone(),
+            required: true,
+            named_by: profile.placement.pool_file_location.clone(),
+        }),
+        None => config.pool_file.clone(),
+    };
+    match file {
+        Some(file) => crate::pool::load(&file),
+        None => Ok(Pool::default()),
+    }
+}
+
 /// Creates and provisions a sandbox: plan, (queue for a placement slot), allocate, provision,
 /// record. The record is written before provisioning starts and after it ends, whatever the
 /// outcome; on failure the error names the sandbox.
@@ -213,16 +268,62 @@ pub fn create(
         prepared,
         labels,
         replay,
+        candidates,
     } = plan(config, request)?;
     let registry = &config.registry;
-    let placement_host = HostSlots::new(
-        registry.root(),
-        &profile.placement.host,
-        profile.placement.max_concurrent.map(|max| max.get()),
-    );
-    // With --no-wait, a full host is refused before anything is recorded.
-    let mut slot = if request.no_wait {
-        Some(placement_host.try_acquire()?)
+    let client = if candidates
+        .iter()
+        .any(|candidate| candidate.remote.is_some())
+    {
+        Some(SshClient::find(&config.env.known_hosts)?)
+    } else {
+        None
+    };
+    // What the sandbox is placed on until a host is chosen: the one host, or the pool.
+    let shown_host = match candidates.as_slice() {
+        [only] => only.name.clone(),
+        _ => format!(
+            "the pool ({})",
+            candidates
+                .iter()
+                .map(|candidate| candidate.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    let place = |stream: &mut dyn Progress| {
+        placement::place(
+            registry.root(),
+            &candidates,
+            request.no_wait,
+            cancel,
+            |candidate| take_host(client.as_ref(), candidate, cancel),
+            |event| {
+                match event {
+                placement::Progress::InLine { place } => stream.publish(Kind::Queued {
+                    placement_host: shown_host.clone(),
+                    place,
+                }),
+                placement::Progress::Skipped { host, why } => {
+                    stream.note(format!("warning: {why:#}; skipping `{host}`"));
+                }
+                placement::Progress::HeldElsewhere { host } => stream.note(format!(
+                    "build host `{host}` is full: other control machines' builds hold its slots; asking again"
+                )),
+            }
+            },
+        )
+    };
+    let origin = Origin::new(&process::hostname(), labels.workstream, labels.task);
+    // With --no-wait, a full host is refused before anything is recorded (what placement says
+    // meanwhile goes to the caller alone: there is no sandbox to publish it as yet).
+    let mut placed = if request.no_wait {
+        let mut stamper = Stamper::new("", origin.clone());
+        let mut before = Stream {
+            stamper: &mut stamper,
+            sink: progress,
+        };
+        Some(place(&mut before)?)
     } else {
         None
     };
@@ -243,6 +344,10 @@ pub fn create(
     {
         refuse_if_claimed(config, extension.id(), claim)?;
     }
+    let placed_on = placed.as_ref().map_or_else(
+        || shown_host.clone(),
+        |placed| candidates[placed.index].name.clone(),
+    );
     let (record, _owner_lock) = registry.create(|id| Record {
         schema_version: SCHEMA_VERSION,
         id: id.to_owned(),
@@ -257,7 +362,7 @@ pub fn create(
         expires_at,
         inputs: inputs.redacted(),
         placement: Placement {
-            host: profile.placement.host.clone(),
+            host: placed_on.clone(),
             slot: None,
         },
         owner: Some(owner()),
@@ -270,14 +375,14 @@ pub fn create(
         torn_down_at: None,
         retention: profile.retention,
         pruned_artifacts: Vec::new(),
-        provenance: prepared.provenance(&registry.dirs(id), &profile.placement.host),
+        provenance: prepared.provenance(&registry.dirs(id), &placed_on),
         like: replay.as_ref().map(|replay| replay.id.clone()),
+        build_host: None,
     })?;
     drop(claims_lock);
     let started = Instant::now();
     let id = record.id.clone();
     let dirs = registry.dirs(&id);
-    let origin = Origin::new(&process::hostname(), labels.workstream, labels.task);
     // State Hub trouble never fails a build: a hub that cannot even start is a warning.
     let mut hub = config.hub.endpoint.as_ref().and_then(|endpoint| {
         hub::live::Live::start(&config.hub, endpoint, registry.root(), &id)
@@ -303,7 +408,7 @@ pub fn create(
         profile: profile.id.clone(),
         extension: extension.id().to_owned(),
         mode: record.mode.clone(),
-        placement_host: profile.placement.host.clone(),
+        placement_host: placed_on,
         expires_at,
     });
     if let Some(replay) = &replay {
@@ -311,26 +416,78 @@ pub fn create(
             stream.publish(Kind::Note { message });
         }
     }
+    let on_failure = request.on_failure.unwrap_or(profile.on_failure);
 
+    // The session holding a build host's slot, once placed there; ended after the provision,
+    // and only then is the slot here released (another create here would find the host full).
+    let mut session: Option<Box<HostSession>> = None;
+    let mut slot_of_session = None;
     let outcome = (|| {
-        let slot = match slot.take() {
-            Some(slot) => slot,
-            None => placement_host.acquire(cancel, |place| {
-                stream.publish(Kind::Queued {
-                    placement_host: profile.placement.host.clone(),
-                    place,
-                });
-            })?,
+        let placed = match placed.take() {
+            Some(placed) => placed,
+            None => place(&mut stream)?,
         };
+        let host = &candidates[placed.index];
+        session = placed.taken;
+        if let Some(session) = session.as_deref_mut() {
+            session.sandbox(&id, cancel)?;
+        }
+        let slot = placed.slot;
+        let slot_index = match session.as_deref() {
+            Some(session) => session.slot,
+            None => slot.index,
+        };
+        // The provenance names the host chosen, and on a build host, the Packer there.
+        let mut provenance = prepared.provenance(&dirs, &host.name);
+        if let (Some(tool), Some(session)) = (
+            provenance
+                .as_mut()
+                .and_then(|provenance| provenance.tool.as_mut()),
+            session.as_deref(),
+        ) {
+            tool.path = session.host().ssh.packer.as_str().into();
+            tool.version = session.packer_version().map(|said| {
+                crate::ext::vm_packer::runner::parse_version(said)
+                    .unwrap_or_else(|| said.to_owned())
+            });
+        }
         registry.update(&id, |record| {
             record.state = State::Provisioning;
-            record.placement.slot = slot.index;
+            record.provenance = provenance;
+            record.placement.host = host.name.clone();
+            record.placement.slot = slot_index;
             record.log = Some(dirs.log.clone());
+            record.build_host = session.as_deref().map(|session| {
+                let remote = &session.host().ssh;
+                BuildHostRecord {
+                    host: host.name.clone(),
+                    ssh: remote.target.clone(),
+                    workdir: remote.workdir.clone(),
+                    dir_left: true,
+                    processes: Some(RemoteProcesses {
+                        boot_id: session.holder.boot_id.clone(),
+                        holder_pid: session.holder.pid,
+                        holder_start_time: session.holder.started,
+                        pgid: None,
+                        pgid_start_time: None,
+                    }),
+                }
+            });
         })?;
         stream.publish(Kind::ProvisioningStarted {
-            placement_host: profile.placement.host.clone(),
-            slot: slot.index,
+            placement_host: host.name.clone(),
+            slot: slot_index,
         });
+        if let Some(session) = session.as_deref() {
+            stream.publish(Kind::Note {
+                message: format!(
+                    "on build host `{}` ({}), in {}",
+                    host.name,
+                    session.host().ssh.target.describe(),
+                    session.dir().unwrap_or(&session.host().ssh.workdir)
+                ),
+            });
+        }
         // The record learns the running tool's process group on a worker of its own: the
         // build never waits for the record lock or an fsync.
         let mut recorder = Background::spawn(Recorder {
@@ -348,14 +505,19 @@ pub fn create(
             prepared.provision(ProvisionContext {
                 sandbox_id: &id,
                 dirs: &dirs,
-                placement_host: &profile.placement.host,
-                on_failure: request.on_failure.unwrap_or(profile.on_failure),
+                placement_host: &host.name,
+                on_failure,
                 env: &config.env,
                 progress: &mut provision_stream,
                 cancel,
+                build_host: session.as_deref_mut(),
             })
         };
-        drop(slot);
+        if session.is_some() {
+            slot_of_session = Some(slot);
+        } else {
+            drop(slot);
+        }
         if let Ok(provisioned) = &provisioned {
             for artifact in &provisioned.artifacts {
                 stream.publish(Kind::Artifact {
@@ -369,6 +531,18 @@ pub fn create(
         let (recorder, _) = recorder.finish();
         provisioned.map(|provisioned| (provisioned, recorder.error))
     })();
+    // The build host's session ends now, its directory kept only for a failure that keeps.
+    let build_host_left = session.map(|session| {
+        let keep = outcome.is_err() && on_failure == OnFailure::Keep;
+        let left = end_session(client.as_ref(), *session, &id, keep);
+        drop(slot_of_session.take());
+        if let Some(problem) = &left.problem {
+            stream.publish(Kind::Note {
+                message: format!("warning: {problem:#}"),
+            });
+        }
+        left
+    });
     let hub_deadline = Instant::now() + HUB_GRACE;
 
     let (result, finish, reason) = match outcome {
@@ -380,6 +554,11 @@ pub fn create(
                 record.ssh = provisioned.ssh;
                 record.forwarded_ports = provisioned.forwarded_ports;
                 record.owner = None;
+                if let (Some(build_host), Some(left)) =
+                    (record.build_host.as_mut(), &build_host_left)
+                {
+                    left.apply(build_host);
+                }
             });
             let result = match (record, recorder_error) {
                 (Ok(_), Some(err)) => Err(err.context(format!(
@@ -400,6 +579,11 @@ pub fn create(
                     record.state = state;
                     record.state_reason = Some(reason.clone());
                     record.owner = None;
+                    if let (Some(build_host), Some(left)) =
+                        (record.build_host.as_mut(), &build_host_left)
+                    {
+                        left.apply(build_host);
+                    }
                 })
                 .with_context(|| format!("recording the failure of sandbox {id}"));
             let finish = if state == State::Cancelled {
@@ -432,6 +616,90 @@ pub fn create(
         hub.finish(hub_deadline);
     }
     result
+}
+
+/// Asks a candidate host for the build: this machine always takes it; a build host is asked
+/// for a slot of its own over SSH, and one that cannot be reached is unusable for now.
+fn take_host(
+    client: Option<&SshClient>,
+    candidate: &Candidate,
+    cancel: &Cancel,
+) -> anyhow::Result<Attempt<Option<Box<HostSession>>>> {
+    let (Some(remote), Some(client)) = (&candidate.remote, client) else {
+        return Ok(Attempt::Took(None));
+    };
+    match HostSession::open(client, remote, cancel) {
+        Ok(Opened::Held(session)) => Ok(Attempt::Took(Some(session))),
+        Ok(Opened::Full) => Ok(Attempt::HeldElsewhere),
+        Err(err) if cancel.requested().is_some() => Err(err),
+        Err(err) => Ok(Attempt::Unusable(err)),
+    }
+}
+
+/// What is left on a build host once its session ended, and what went wrong ending it.
+#[derive(Debug)]
+struct Left {
+    /// Something of the build may still run there: the session could not end cleanly, nor
+    /// could it be stopped over a new connection. gc tries again.
+    processes: bool,
+    /// The build's directory is still there.
+    dir: bool,
+    problem: Option<anyhow::Error>,
+}
+
+impl Left {
+    fn apply(&self, record: &mut BuildHostRecord) {
+        record.dir_left = self.dir;
+        if !self.processes {
+            record.processes = None;
+        }
+    }
+}
+
+/// Ends a build host's session (which releases its slot there), keeping the build's directory
+/// or removing it. When the session cannot end cleanly (its connection is gone), what it ran
+/// is stopped and the directory removed over a new connection, if the host answers.
+fn end_session(client: Option<&SshClient>, session: HostSession, id: &str, keep: bool) -> Left {
+    let host = session.host().clone();
+    let holder = session.holder.clone();
+    let packer = session.running_group();
+    let dir_made = session.dir().is_some();
+    let Err(problem) = session.close(keep) else {
+        return Left {
+            processes: false,
+            dir: keep && dir_made,
+            problem: None,
+        };
+    };
+    let Some(client) = client else {
+        return Left {
+            processes: true,
+            dir: dir_made,
+            problem: Some(problem),
+        };
+    };
+    let cleaned_up = remote::stop(client, &host, &holder, packer, Duration::ZERO).and_then(|_| {
+        if keep || !dir_made {
+            Ok(dir_made)
+        } else {
+            remote::remove(client, &host, id).map(|()| false)
+        }
+    });
+    match cleaned_up {
+        Ok(dir) => Left {
+            processes: false,
+            dir,
+            problem: None,
+        },
+        Err(err) => Left {
+            processes: true,
+            dir: dir_made,
+            problem: Some(err.context(format!(
+                "the build on build host `{}` could not be stopped or cleaned up (`sandboxer gc` tries again)",
+                host.name
+            ))),
+        },
+    }
 }
 
 /// Refuses a claim that a live (pending, provisioning or ready) sandbox of the same extension
@@ -536,21 +804,33 @@ struct Recorder {
 
 impl BatchSink for Recorder {
     fn wants(event: &Event) -> bool {
-        matches!(event, Event::ToolStarted { .. } | Event::ToolExited)
+        matches!(
+            event,
+            Event::ToolStarted { .. } | Event::RemoteToolStarted { .. } | Event::ToolExited
+        )
     }
 
     fn emit_batch(&mut self, events: &[Event]) {
         let Some(latest) = events.iter().rev().find(|event| Self::wants(event)) else {
             return;
         };
-        let (pgid, started) = match latest {
-            Event::ToolStarted { pgid } => (Some(*pgid), process::start_time(*pgid)),
-            _ => (None, None),
+        let (local, remote) = match latest {
+            Event::ToolStarted { pgid } => {
+                ((Some(*pgid), process::start_time(*pgid)), (None, None))
+            }
+            Event::RemoteToolStarted { pgid, started } => ((None, None), (Some(*pgid), *started)),
+            _ => ((None, None), (None, None)),
         };
         let updated = self.registry.update(&self.id, |record| {
             if let Some(owner) = record.owner.as_mut() {
-                owner.pgid = pgid;
-                owner.pgid_start_time = started;
+                (owner.pgid, owner.pgid_start_time) = local;
+            }
+            if let Some(processes) = record
+                .build_host
+                .as_mut()
+                .and_then(|build_host| build_host.processes.as_mut())
+            {
+                (processes.pgid, processes.pgid_start_time) = remote;
             }
         });
         if let Err(err) = updated
@@ -686,7 +966,8 @@ fn teardown_as(
     if record.state.is_gone() {
         return Ok(TeardownOutcome::AlreadyGone(record));
     }
-    stop_orphaned_build(registry, &record)?;
+    stop_orphaned_build(config, &record)?;
+    remove_build_host_dir(config, &record)?;
     let extension = ext::find(&record.extension).with_context(|| {
         format!(
             "sandbox {id} was made by unknown extension {}",
@@ -747,17 +1028,18 @@ const KILL_GRACE: Duration = Duration::from_secs(5);
 /// The group is signalled only if it is provably the recorded one (see
 /// [`process::is_same_group`]): its leader may have exited already (Packer dies of SIGPIPE
 /// when it writes after sandboxer died) while its plugins and provisioners run on.
-fn stop_orphaned_build(registry: &Registry, record: &Record) -> anyhow::Result<bool> {
+fn stop_orphaned_build(config: &Config, record: &Record) -> anyhow::Result<bool> {
+    let registry = &config.registry;
+    let mut stopped = stop_orphaned_remote_build(config, record)?;
     let Some(owner) = &record.owner else {
-        return Ok(false);
+        return Ok(stopped);
     };
     let Some(pgid) = owner.pgid else {
-        return Ok(false);
+        return Ok(stopped);
     };
     if owner.hostname != process::hostname() {
-        return Ok(false);
+        return Ok(stopped);
     }
-    let mut stopped = false;
     if process::is_same_group(pgid, owner.pgid_start_time) && process::group_runs(pgid) {
         let _ = process::signal_group(pgid, rustix::process::Signal::INT);
         process::wait_for_group_end(pgid, ORPHAN_CANCEL_GRACE);
@@ -776,6 +1058,213 @@ fn stop_orphaned_build(registry: &Registry, record: &Record) -> anyhow::Result<b
         }
     })?;
     Ok(stopped)
+}
+
+/// The build host a record names, as far as reaching it again needs: its target and work
+/// directory as recorded (the pool file may have changed since).
+fn recorded_host(build_host: &BuildHostRecord) -> BuildHost {
+    BuildHost {
+        name: build_host.host.clone(),
+        ssh: crate::pool::SshHost {
+            target: build_host.ssh.clone(),
+            workdir: build_host.workdir.clone(),
+            packer: "packer".to_owned(),
+            connect_timeout: crate::pool::DEFAULT_CONNECT_TIMEOUT,
+        },
+        slots: 0,
+    }
+}
+
+/// Stops what a dead sandboxer's build left running on its build host (Packer's group, then
+/// the agent holding its slot, each only if it is still the recorded process), and forgets it
+/// in the record. Called with the owner lock held.
+fn stop_orphaned_remote_build(config: &Config, record: &Record) -> anyhow::Result<bool> {
+    let Some(build_host) = &record.build_host else {
+        return Ok(false);
+    };
+    let Some(processes) = &build_host.processes else {
+        return Ok(false);
+    };
+    let client = SshClient::find(&config.env.known_hosts)?;
+    let holder = remote::Holder {
+        pid: processes.holder_pid,
+        started: processes.holder_start_time,
+        boot_id: processes.boot_id.clone(),
+    };
+    let packer = processes.pgid.map(|pgid| (pgid, processes.pgid_start_time));
+    let stopped = remote::stop(
+        &client,
+        &recorded_host(build_host),
+        &holder,
+        packer,
+        remote::ORPHAN_CANCEL_GRACE,
+    )
+    .with_context(|| {
+        format!(
+            "stopping what sandbox {} left running on build host `{}`",
+            record.id, build_host.host
+        )
+    })?;
+    config.registry.update(&record.id, |record| {
+        if let Some(build_host) = record.build_host.as_mut() {
+            build_host.processes = None;
+        }
+    })?;
+    Ok(stopped != remote::Stopped::Nothing)
+}
+
+/// Removes a sandbox's directory from its build host, if one was left there.
+fn remove_build_host_dir(config: &Config, record: &Record) -> anyhow::Result<()> {
+    let Some(build_host) = record
+        .build_host
+        .as_ref()
+        .filter(|build_host| build_host.dir_left)
+    else {
+        return Ok(());
+    };
+    let client = SshClient::find(&config.env.known_hosts)?;
+    remote::remove(&client, &recorded_host(build_host), &record.id).with_context(|| {
+        format!(
+            "removing sandbox {}'s directory from build host `{}` ({})",
+            record.id,
+            build_host.host,
+            build_host.workdir.join(&record.id)
+        )
+    })?;
+    config.registry.update(&record.id, |record| {
+        if let Some(build_host) = record.build_host.as_mut() {
+            build_host.dir_left = false;
+        }
+    })?;
+    Ok(())
+}
+
+/// One host of the pool as `sandboxer hosts` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct HostReport {
+    pub name: String,
+    /// `user@host:port`; absent for `local`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ssh: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workdir: Option<camino::Utf8PathBuf>,
+    pub labels: Vec<String>,
+    /// No limit when absent.
+    pub max_concurrent: Option<u32>,
+    /// It answered (always, for this machine).
+    pub reachable: bool,
+    /// Why it could not be asked, or why it cannot build (no Packer).
+    pub error: Option<String>,
+    /// Packer's version there.
+    pub packer_version: Option<String>,
+    /// Builds holding a slot there: on a build host, from every control machine; here, from
+    /// this machine's processes (hosts without a limit hold no slots).
+    pub running: Option<u32>,
+    /// Slots free; absent when unknown or unlimited.
+    pub free_slots: Option<u32>,
+}
+
+/// Every host of the configured pool (this machine alone when there is no pool file), each
+/// asked at the same time: reachability, Packer's version, running builds and free slots.
+pub fn hosts(config: &Config) -> anyhow::Result<(Pool, Vec<HostReport>)> {
+    let pool = match &config.pool_file {
+        Some(file) => crate::pool::load(file)?,
+        None => Pool::default(),
+    };
+    let listed = if pool.hosts.is_empty() && pool.path.is_none() {
+        vec![crate::pool::Host::local()]
+    } else {
+        pool.hosts.clone()
+    };
+    let client = if listed.iter().any(|host| host.remote.is_some()) {
+        Some(SshClient::find(&config.env.known_hosts)?)
+    } else {
+        None
+    };
+    let reports = std::thread::scope(|scope| {
+        let asked: Vec<_> = listed
+            .iter()
+            .map(|host| {
+                let client = client.as_ref();
+                scope.spawn(move || host_report(config, client, host))
+            })
+            .collect();
+        asked
+            .into_iter()
+            .map(|handle| {
+                handle
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    });
+    Ok((pool, reports))
+}
+
+fn host_report(
+    config: &Config,
+    client: Option<&SshClient>,
+    host: &crate::pool::Host,
+) -> HostReport {
+    let max = host.max_concurrent.map(std::num::NonZeroU32::get);
+    let mut report = HostReport {
+        name: host.name.clone(),
+        ssh: host.remote.as_ref().map(|remote| remote.target.describe()),
+        workdir: host.remote.as_ref().map(|remote| remote.workdir.clone()),
+        labels: host.labels.clone(),
+        max_concurrent: max,
+        reachable: true,
+        error: None,
+        packer_version: None,
+        running: None,
+        free_slots: None,
+    };
+    let free = |running: u32| max.map(|max| max.saturating_sub(running));
+    match (&host.remote, client) {
+        (None, _) => {
+            let packer = crate::ext::vm_packer::runner::find_packer(config.env.packer.as_deref())
+                .and_then(|packer| {
+                    crate::ext::vm_packer::runner::capabilities(&packer, &config.env.cache_dir)
+                });
+            match packer {
+                Ok(capabilities) => report.packer_version = Some(capabilities.version),
+                Err(err) => report.error = Some(format!("{err:#}")),
+            }
+            let slots = crate::placement::HostSlots::new(config.registry.root(), &host.name, max);
+            let running = u32::try_from(slots.held_now()).unwrap_or(u32::MAX);
+            report.running = Some(running);
+            report.free_slots = free(running);
+        }
+        (Some(remote), Some(client)) => {
+            let build_host = BuildHost {
+                name: host.name.clone(),
+                ssh: remote.clone(),
+                slots: max.unwrap_or(0),
+            };
+            match remote::status(client, &build_host) {
+                Ok(status) => {
+                    report.packer_version = status.packer.as_deref().map(|said| {
+                        crate::ext::vm_packer::runner::parse_version(said)
+                            .unwrap_or_else(|| said.to_owned())
+                    });
+                    if report.packer_version.is_none() {
+                        report.error = Some(format!(
+                            "packer ({}) is not on the build host's PATH",
+                            remote.packer
+                        ));
+                    }
+                    report.running = Some(status.busy);
+                    report.free_slots = free(status.busy);
+                }
+                Err(err) => {
+                    report.reachable = false;
+                    report.error = Some(format!("{:#}", err.root_cause()));
+                }
+            }
+        }
+        (Some(_), None) => report.reachable = false,
+    }
+    report
 }
 
 /// Pushes a live sandbox's expiry to `ttl` from now (never earlier than it already is).
@@ -930,7 +1419,11 @@ pub fn gc(config: &Config, dry_run: bool) -> anyhow::Result<GcReport> {
         let orphan_running = record
             .owner
             .as_ref()
-            .is_some_and(|owner| owner.pgid.is_some());
+            .is_some_and(|owner| owner.pgid.is_some())
+            || record
+                .build_host
+                .as_ref()
+                .is_some_and(|build_host| build_host.processes.is_some());
         if orphan_running && !is_expired(&record, now) {
             let action = GcAction::StopOrphanedBuild;
             if dry_run {
@@ -1139,5 +1632,5 @@ fn stop_orphan_of(config: &Config, id: &str) -> anyhow::Result<Option<bool>> {
         return Ok(None);
     };
     let record = config.registry.load(id)?;
-    stop_orphaned_build(&config.registry, &record).map(Some)
+    stop_orphaned_build(config, &record).map(Some)
 }

@@ -1,22 +1,430 @@
-//! Placement slots: at most `max_concurrent` provisions at once per placement host, across
-//! every sandboxer process on the machine, with a first-come first-served queue.
+//! Placement: choosing a host among the candidates a profile allows (the one it names, or the
+//! pool's hosts that carry its labels), at most `max_concurrent` provisions at once per host
+//! across every sandboxer process on the machine, with a first-come first-served queue.
 //!
 //! Slots and queue tickets are files held with OS locks, so a process that dies (even by
-//! SIGKILL) gives its slot or its place back without anyone cleaning up after it.
+//! SIGKILL) gives its slot or its place back without anyone cleaning up after it. A waiter
+//! holds a ticket in the queue of every host it could use, so nobody who arrived later takes a
+//! slot it could have had. A build host reached over SSH is asked for a slot of its own (see
+//! `remote`) once a slot here is free: that one counts the builds of every control machine.
 
+use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
-use std::os::unix::fs::DirBuilderExt as _;
-use std::time::Duration;
+use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _};
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use camino::{Utf8Path, Utf8PathBuf};
 
+use std::num::NonZeroU32;
+
 use crate::cancel::Cancel;
-use crate::error::{Error, ErrorKind};
+use crate::error::{Error, ErrorKind, did_you_mean, usage};
 use crate::files::open_lock_file;
+use crate::pool::{self, Pool};
+use crate::profile::PlacementPolicy;
+use crate::remote::BuildHost;
 
 /// How often a queued `create` looks again.
 const POLL: Duration = Duration::from_millis(100);
+
+/// How often a build host whose slots other control machines hold is asked again: each time
+/// costs a connection.
+const HELD_ELSEWHERE_RETRY: Duration = Duration::from_secs(1);
+
+/// One host a create may be placed on.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    pub name: String,
+    /// Slots here, across this machine's processes; no limit when `None`.
+    pub max_concurrent: Option<u32>,
+    /// A build host reached over SSH; `None` for this machine.
+    pub remote: Option<BuildHost>,
+}
+
+/// The hosts a create may be placed on, in the pool's order: the one `pinned`
+/// (`--input placement_host=NAME`), else every pool host carrying the policy's labels
+/// (`pool = true`), else the host the policy names (a pool host as the pool file says, any
+/// other name this machine under that name). A pool host's `max_concurrent` and the profile's
+/// both apply (the smaller wins). Build hosts reached over SSH are left out when the provision
+/// cannot run on one (`remote_ok`).
+pub fn candidates(
+    policy: &PlacementPolicy,
+    profile_id: &str,
+    pool: &Pool,
+    pinned: Option<&str>,
+    remote_ok: bool,
+) -> anyhow::Result<Vec<Candidate>> {
+    let profile_cap = policy.max_concurrent.map(NonZeroU32::get);
+    let candidate = |host: &pool::Host| Candidate {
+        name: host.name.clone(),
+        max_concurrent: match (profile_cap, host.max_concurrent.map(NonZeroU32::get)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        },
+        remote: host.remote.as_ref().map(|ssh| BuildHost {
+            name: host.name.clone(),
+            ssh: ssh.clone(),
+            slots: host.max_concurrent.map_or(0, NonZeroU32::get),
+        }),
+    };
+    let this_machine = |name: &str| Candidate {
+        name: name.to_owned(),
+        max_concurrent: profile_cap,
+        remote: None,
+    };
+    let only_here = |host: &str| {
+        usage(format!(
+            "profile {profile_id} runs only on this machine (in its mode), but build host `{host}` is reached over SSH; place it on `{}`",
+            pool::LOCAL
+        ))
+    };
+    let chosen = match pinned {
+        Some(name) => {
+            let found = match pool.find(name) {
+                Some(host) => candidate(host),
+                None if !policy.pool && (name == policy.host || name == pool::LOCAL) => {
+                    this_machine(name)
+                }
+                None => {
+                    let names = pool.names();
+                    let hint = did_you_mean(name, names.iter().copied())
+                        .map(|near| format!("; did you mean `{near}`?"))
+                        .unwrap_or_default();
+                    let known = if names.is_empty() {
+                        "it lists none".to_owned()
+                    } else {
+                        format!("hosts: {}", names.join(", "))
+                    };
+                    return Err(usage(format!(
+                        "--input placement_host={name}: {} has no host `{name}`{hint} ({known})",
+                        pool.describe()
+                    )));
+                }
+            };
+            if policy.pool
+                && let Some(host) = pool.find(name)
+                && !host.carries(&policy.labels)
+            {
+                let missing: Vec<&str> = policy
+                    .labels
+                    .iter()
+                    .filter(|label| !host.labels.contains(label))
+                    .map(String::as_str)
+                    .collect();
+                return Err(usage(format!(
+                    "--input placement_host={name}: host `{name}` lacks label {} that profile {profile_id} places by",
+                    missing.join(", ")
+                )));
+            }
+            if found.remote.is_some() && !remote_ok {
+                return Err(only_here(name));
+            }
+            vec![found]
+        }
+        None if policy.pool => {
+            if pool.hosts.is_empty() {
+                return Err(usage(format!(
+                    "profile {profile_id} places on the pool (`pool = true`), but there is {}: list build hosts in $SANDBOXER_HOSTS, $XDG_CONFIG_HOME/sandboxer/hosts.toml or the profile's `pool_file`",
+                    if pool.path.is_some() {
+                        format!("no host in {}", pool.describe())
+                    } else {
+                        pool.describe()
+                    }
+                )));
+            }
+            let eligible: Vec<Candidate> = pool
+                .hosts
+                .iter()
+                .filter(|host| host.carries(&policy.labels))
+                .map(candidate)
+                .collect();
+            if eligible.is_empty() {
+                let hosts: Vec<String> = pool
+                    .hosts
+                    .iter()
+                    .map(|host| format!("{} [{}]", host.name, host.labels.join(", ")))
+                    .collect();
+                return Err(usage(format!(
+                    "no host in {} carries every label profile {profile_id} places by ({}); hosts: {}",
+                    pool.describe(),
+                    policy.labels.join(", "),
+                    hosts.join(", ")
+                )));
+            }
+            let usable: Vec<Candidate> = eligible
+                .iter()
+                .filter(|host| remote_ok || host.remote.is_none())
+                .cloned()
+                .collect();
+            if usable.is_empty() {
+                return Err(only_here(&eligible[0].name));
+            }
+            usable
+        }
+        None => match pool.find(&policy.host) {
+            Some(host) => {
+                let found = candidate(host);
+                if found.remote.is_some() && !remote_ok {
+                    return Err(only_here(&host.name));
+                }
+                vec![found]
+            }
+            None => vec![this_machine(&policy.host)],
+        },
+    };
+    Ok(chosen)
+}
+
+/// What trying a host that has a free slot here came to.
+#[derive(Debug)]
+pub enum Attempt<T> {
+    /// The host took the build.
+    Took(T),
+    /// The host is full after all: other control machines' builds hold its slots.
+    HeldElsewhere,
+    /// The host cannot be used now (it does not answer, refuses the login, lacks Packer): it
+    /// is skipped for the rest of this placement.
+    Unusable(anyhow::Error),
+}
+
+/// What a placement tells its caller while it looks.
+#[derive(Debug)]
+pub enum Progress<'a> {
+    /// Waiting in line: `place` 1 is next.
+    InLine { place: usize },
+    /// A host is skipped for the rest of this placement.
+    Skipped {
+        host: &'a str,
+        why: &'a anyhow::Error,
+    },
+    /// A host's slots are held by other control machines; it is asked again now and then.
+    HeldElsewhere { host: &'a str },
+}
+
+/// A host that took the build, with the slot held here.
+#[derive(Debug)]
+pub struct Placed<T> {
+    /// Which of the candidates.
+    pub index: usize,
+    pub slot: Slot,
+    pub taken: T,
+}
+
+/// Why a host could not take the build just now, for a `--no-wait` refusal.
+#[derive(Debug, Clone, Copy)]
+enum Busy {
+    Waiting(usize),
+    Full(u32),
+    HeldElsewhere,
+}
+
+/// Places a create on one of `candidates`: the host with a free slot and the fewest provisions
+/// running (as far as this machine knows; ties go to the earlier candidate), asked through
+/// `attempt` while the slot here is held. Waits in line when every usable host is full, unless
+/// `no_wait` (then [`ErrorKind::PlacementFull`]); fails when no host is usable at all. An
+/// error from `attempt` (a cancel) ends the placement.
+pub fn place<T>(
+    state_root: &Utf8Path,
+    candidates: &[Candidate],
+    no_wait: bool,
+    cancel: &Cancel,
+    mut attempt: impl FnMut(&Candidate) -> anyhow::Result<Attempt<T>>,
+    mut progress: impl FnMut(Progress<'_>),
+) -> anyhow::Result<Placed<T>> {
+    anyhow::ensure!(!candidates.is_empty(), "no host to place on");
+    let hosts: Vec<HostSlots> = candidates
+        .iter()
+        .map(|candidate| HostSlots::new(state_root, &candidate.name, candidate.max_concurrent))
+        .collect();
+    for host in &hosts {
+        host.prepare()?;
+    }
+    let mut unusable: Vec<Option<anyhow::Error>> = candidates.iter().map(|_| None).collect();
+    let mut ask_again_at: Vec<Option<Instant>> = vec![None; candidates.len()];
+    let mut tickets: Option<Vec<Option<Ticket>>> = None;
+    let mut last_place = None;
+    loop {
+        if let Some(signal) = cancel.requested() {
+            return Err(crate::cancel::cancelled_error(
+                signal,
+                "while waiting for a placement slot",
+            ));
+        }
+        let locked = locked_inodes();
+        let mut order: Vec<usize> = (0..candidates.len())
+            .filter(|at| unusable[*at].is_none())
+            .collect();
+        order.sort_by_key(|at| (hosts[*at].held(&locked), *at));
+        let mut busy: Vec<(usize, Busy)> = Vec::new();
+        for at in order {
+            let host = &hosts[at];
+            let mine = tickets
+                .as_ref()
+                .and_then(|tickets| tickets[at].as_ref())
+                .map(|ticket| ticket.name.as_str());
+            // A host without a limit has no queue: nobody waits for it.
+            let ahead = match host.max_concurrent {
+                Some(_) => host.live_tickets_before(mine)?,
+                None => 0,
+            };
+            if ahead > 0 {
+                busy.push((at, Busy::Waiting(ahead)));
+                continue;
+            }
+            if ask_again_at[at].is_some_and(|when| Instant::now() < when) {
+                busy.push((at, Busy::HeldElsewhere));
+                continue;
+            }
+            let Some(slot) = host.try_slot()? else {
+                busy.push((at, Busy::Full(host.max_concurrent.unwrap_or(0))));
+                continue;
+            };
+            match attempt(&candidates[at])? {
+                Attempt::Took(taken) => {
+                    return Ok(Placed {
+                        index: at,
+                        slot,
+                        taken,
+                    });
+                }
+                Attempt::HeldElsewhere => {
+                    drop(slot);
+                    if ask_again_at[at].is_none() {
+                        progress(Progress::HeldElsewhere {
+                            host: &candidates[at].name,
+                        });
+                    }
+                    ask_again_at[at] = Some(Instant::now() + HELD_ELSEWHERE_RETRY);
+                    busy.push((at, Busy::HeldElsewhere));
+                }
+                Attempt::Unusable(why) => {
+                    drop(slot);
+                    progress(Progress::Skipped {
+                        host: &candidates[at].name,
+                        why: &why,
+                    });
+                    unusable[at] = Some(why);
+                }
+            }
+        }
+        if unusable.iter().all(Option::is_some) {
+            return Err(none_usable(candidates, &unusable));
+        }
+        if no_wait {
+            return Err(full(candidates, &busy));
+        }
+        if tickets.is_none() {
+            tickets = Some(take_tickets(&hosts)?);
+            continue; // look again holding the tickets, before sleeping
+        }
+        let place = busy
+            .iter()
+            .map(|(_, busy)| match busy {
+                Busy::Waiting(ahead) => ahead + 1,
+                Busy::Full(_) | Busy::HeldElsewhere => 1,
+            })
+            .min()
+            .unwrap_or(1);
+        if last_place != Some(place) {
+            progress(Progress::InLine { place });
+            last_place = Some(place);
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+/// One ticket per host that has a queue (a limit), all of the same name, so the queues agree
+/// on who came first.
+fn take_tickets(hosts: &[HostSlots]) -> anyhow::Result<Vec<Option<Ticket>>> {
+    let name = format!(
+        "{}-{}",
+        crate::registry::new_id(jiff::Timestamp::now()),
+        std::process::id()
+    );
+    hosts
+        .iter()
+        .map(|host| match host.max_concurrent {
+            Some(_) => Ticket::take(&host.dir.join("queue"), &name).map(Some),
+            None => Ok(None),
+        })
+        .collect()
+}
+
+fn full(candidates: &[Candidate], busy: &[(usize, Busy)]) -> anyhow::Error {
+    // In the pool's order, whatever order they were tried in.
+    let mut busy = busy.to_vec();
+    busy.sort_by_key(|(at, _)| *at);
+    let message = match busy.as_slice() {
+        [(at, why)] => {
+            let name = &candidates[*at].name;
+            match why {
+                Busy::Waiting(waiting) => format!(
+                    "placement host `{name}` has {waiting} waiting in line before you; retry later, or leave out --no-wait to queue"
+                ),
+                Busy::Full(max) => format!(
+                    "placement host `{name}` is full ({max} of {max} slots busy); retry later, or leave out --no-wait to queue"
+                ),
+                Busy::HeldElsewhere => format!(
+                    "placement host `{name}` is full (its slots are held by builds of other control machines); retry later, or leave out --no-wait to queue"
+                ),
+            }
+        }
+        _ => {
+            let hosts: Vec<String> = busy
+                .iter()
+                .map(|(at, why)| {
+                    let name = &candidates[*at].name;
+                    match why {
+                        Busy::Waiting(waiting) => format!("`{name}` has {waiting} waiting"),
+                        Busy::Full(max) => format!("`{name}` is full ({max} of {max})"),
+                        Busy::HeldElsewhere => {
+                            format!("`{name}` is full (held by other control machines)")
+                        }
+                    }
+                })
+                .collect();
+            format!(
+                "every usable host is busy: {}; retry later, or leave out --no-wait to queue",
+                hosts.join(", ")
+            )
+        }
+    };
+    Error::new(ErrorKind::PlacementFull, message).into()
+}
+
+fn none_usable(candidates: &[Candidate], unusable: &[Option<anyhow::Error>]) -> anyhow::Error {
+    // Each reason names its host.
+    let reasons: Vec<String> = unusable
+        .iter()
+        .flatten()
+        .map(|why| format!("{why:#}"))
+        .collect();
+    let what = if candidates.len() == 1 {
+        "the placement host could not be used"
+    } else {
+        "no host of the pool could be used"
+    };
+    Error::new(ErrorKind::Failed, format!("{what}: {}", reasons.join("; "))).into()
+}
+
+/// Inodes of the files someone holds an flock on, from `/proc/locks`: looking takes no lock,
+/// so counting busy slots never gets in anyone's way.
+fn locked_inodes() -> HashSet<u64> {
+    let Ok(text) = fs::read_to_string("/proc/locks") else {
+        return HashSet::new();
+    };
+    text.lines()
+        .filter_map(|line| {
+            // "1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF"; waiters show "1: -> FLOCK ...".
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if fields.get(1) != Some(&"FLOCK") {
+                return None;
+            }
+            fields.get(5)?.rsplit(':').next()?.parse().ok()
+        })
+        .collect()
+}
 
 /// A held slot; released when dropped or when the process dies.
 #[derive(Debug)]
@@ -52,68 +460,37 @@ impl HostSlots {
         }
     }
 
-    /// Takes a free slot now, or fails with [`ErrorKind::PlacementFull`] (also when others are
-    /// already queued: jumping the queue would be unfair to them).
-    pub fn try_acquire(&self) -> anyhow::Result<Slot> {
+    /// How many of the host's slots are held now, by any process on this machine (`locked`:
+    /// see [`locked_inodes`]); 0 for a host without a limit.
+    pub fn held(&self, locked: &HashSet<u64>) -> usize {
         let Some(max) = self.max_concurrent else {
-            return Ok(Slot::unlimited());
+            return 0;
         };
-        self.prepare()?;
-        let waiting = self.live_tickets_before(None)?;
-        if waiting == 0
-            && let Some(slot) = self.try_slots(max)?
-        {
-            return Ok(slot);
-        }
-        let why = if waiting == 0 {
-            format!("is full ({max} of {max} slots busy)")
-        } else {
-            // A slot may be free this instant, but it is theirs.
-            format!("has {waiting} waiting in line before you")
-        };
-        Err(Error::new(
-            ErrorKind::PlacementFull,
-            format!(
-                "placement host `{}` {why}; retry later, or leave out --no-wait to queue",
-                self.name
-            ),
-        )
-        .into())
+        (0..max)
+            .filter(|index| {
+                fs::metadata(self.dir.join(format!("{index}.lock")))
+                    .is_ok_and(|meta| locked.contains(&meta.ino()))
+            })
+            .count()
     }
 
-    /// Waits in line for a slot. `on_wait(place, ahead)` is called whenever the caller's place
-    /// changes (1 = next in line). Returns early with a cancel error if `cancel` is requested.
-    pub fn acquire(&self, cancel: &Cancel, mut on_wait: impl FnMut(usize)) -> anyhow::Result<Slot> {
-        let Some(max) = self.max_concurrent else {
-            return Ok(Slot::unlimited());
-        };
-        self.prepare()?;
-        let ticket = Ticket::take(&self.dir.join("queue"))?;
-        let mut last_place = None;
-        loop {
-            if let Some(signal) = cancel.requested() {
-                return Err(crate::cancel::cancelled_error(
-                    signal,
-                    "while waiting for a placement slot",
-                ));
-            }
-            let ahead = self.live_tickets_before(Some(&ticket.name))?;
-            if ahead == 0
-                && let Some(slot) = self.try_slots(max)?
-            {
-                drop(ticket);
-                return Ok(slot);
-            }
-            let place = ahead + 1;
-            if last_place != Some(place) {
-                on_wait(place);
-                last_place = Some(place);
-            }
-            std::thread::sleep(POLL);
+    /// How many of the host's slots are held now, by any process on this machine.
+    pub fn held_now(&self) -> usize {
+        self.held(&locked_inodes())
+    }
+
+    /// A free slot now, if there is one (always, for a host without a limit).
+    fn try_slot(&self) -> anyhow::Result<Option<Slot>> {
+        match self.max_concurrent {
+            None => Ok(Some(Slot::unlimited())),
+            Some(max) => self.try_slots(max),
         }
     }
 
     fn prepare(&self) -> anyhow::Result<()> {
+        if self.max_concurrent.is_none() {
+            return Ok(());
+        }
         fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
@@ -187,12 +564,9 @@ struct Ticket {
 }
 
 impl Ticket {
-    fn take(queue: &Utf8Path) -> anyhow::Result<Ticket> {
-        let name = format!(
-            "{}-{}",
-            crate::registry::new_id(jiff::Timestamp::now()),
-            std::process::id()
-        );
+    /// Queues under `name`, which sorts by arrival time.
+    fn take(queue: &Utf8Path, name: &str) -> anyhow::Result<Ticket> {
+        let name = name.to_owned();
         // Locked under a hidden name first, so nobody can mistake it for a dead waiter's ticket.
         let hidden = queue.join(format!(".{name}"));
         let file = open_lock_file(&hidden)?;
@@ -215,48 +589,177 @@ impl Drop for Ticket {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Mutex;
+
     use super::*;
 
-    fn host(max: Option<u32>) -> (tempfile::TempDir, HostSlots) {
+    fn state() -> (tempfile::TempDir, Utf8PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let root = Utf8Path::from_path(dir.path()).unwrap().to_owned();
-        (dir, HostSlots::new(&root, "local", max))
+        (dir, root)
+    }
+
+    fn here(name: &str, max: Option<u32>) -> Candidate {
+        Candidate {
+            name: name.to_owned(),
+            max_concurrent: max,
+            remote: None,
+        }
+    }
+
+    /// Places on `candidates`, every host taking the build (as this machine does).
+    fn take(
+        root: &Utf8Path,
+        candidates: &[Candidate],
+        no_wait: bool,
+    ) -> anyhow::Result<Placed<String>> {
+        place(
+            root,
+            candidates,
+            no_wait,
+            &Cancel::new(),
+            |candidate| Ok(Attempt::Took(candidate.name.clone())),
+            |_| {},
+        )
     }
 
     #[test]
     fn slots_are_limited_and_released_on_drop() {
-        let (_dir, host) = host(Some(2));
-        let a = host.try_acquire().unwrap();
-        let b = host.try_acquire().unwrap();
-        assert_ne!(a.index, b.index);
-        let err = host.try_acquire().unwrap_err();
+        let (_dir, root) = state();
+        let hosts = [here("local", Some(2))];
+        let a = take(&root, &hosts, true).unwrap();
+        let b = take(&root, &hosts, true).unwrap();
+        assert_ne!(a.slot.index, b.slot.index);
+        let err = take(&root, &hosts, true).unwrap_err();
         assert_eq!(crate::error::kind_of(&err), ErrorKind::PlacementFull);
+        assert_eq!(
+            err.to_string(),
+            "placement host `local` is full (2 of 2 slots busy); retry later, or leave out --no-wait to queue"
+        );
+        assert_eq!(HostSlots::new(&root, "local", Some(2)).held_now(), 2);
         drop(a);
-        assert!(host.try_acquire().is_ok());
+        assert_eq!(HostSlots::new(&root, "local", Some(2)).held_now(), 1);
+        assert!(take(&root, &hosts, true).is_ok());
     }
 
     #[test]
     fn no_limit_means_no_slot_files() {
-        let (_dir, host) = host(None);
-        assert_eq!(host.try_acquire().unwrap().index, None);
+        let (_dir, root) = state();
+        let placed = take(&root, &[here("local", None)], true).unwrap();
+        assert_eq!(placed.slot.index, None);
+        assert!(!root.join("slots").exists());
+    }
+
+    #[test]
+    fn the_host_with_the_fewest_running_builds_is_chosen_and_ties_go_to_the_first() {
+        let (_dir, root) = state();
+        let hosts = [
+            here("b1", Some(2)),
+            here("b2", Some(1)),
+            here("b3", Some(1)),
+        ];
+        let first = take(&root, &hosts, true).unwrap();
+        let second = take(&root, &hosts, true).unwrap();
+        let third = take(&root, &hosts, true).unwrap();
+        let fourth = take(&root, &hosts, true).unwrap();
+        assert_eq!(
+            [&first, &second, &third, &fourth].map(|placed| placed.taken.as_str()),
+            ["b1", "b2", "b3", "b1"]
+        );
+        let err = take(&root, &hosts, true).unwrap_err();
+        assert_eq!(crate::error::kind_of(&err), ErrorKind::PlacementFull);
+        assert!(
+            err.to_string()
+                .starts_with("every usable host is busy: `b1` is full (2 of 2)"),
+            "{err}"
+        );
+        drop(third);
+        assert_eq!(take(&root, &hosts, true).unwrap().taken, "b3");
+    }
+
+    #[test]
+    fn an_unusable_host_is_skipped_and_one_held_elsewhere_is_asked_again() {
+        let (_dir, root) = state();
+        let hosts = [
+            here("down", Some(1)),
+            here("busy", Some(1)),
+            here("up", Some(1)),
+        ];
+        let asked = Mutex::new(Vec::new());
+        let said = Mutex::new(Vec::new());
+        let placed = place(
+            &root,
+            &hosts,
+            false,
+            &Cancel::new(),
+            |candidate| {
+                asked.lock().unwrap().push(candidate.name.clone());
+                Ok(match candidate.name.as_str() {
+                    "down" => Attempt::Unusable(anyhow::anyhow!("connection refused")),
+                    "busy" => Attempt::HeldElsewhere,
+                    _ => Attempt::Took(()),
+                })
+            },
+            |event| said.lock().unwrap().push(format!("{event:?}")),
+        )
+        .unwrap();
+        assert_eq!(placed.index, 2);
+        assert_eq!(*asked.lock().unwrap(), ["down", "busy", "up"]);
+        let said = said.lock().unwrap().join("\n");
+        assert!(said.contains("Skipped { host: \"down\""), "{said}");
+        assert!(said.contains("HeldElsewhere { host: \"busy\" }"), "{said}");
+
+        let err = place(
+            &root,
+            &hosts[..1],
+            false,
+            &Cancel::new(),
+            |_| {
+                Ok(Attempt::<()>::Unusable(anyhow::anyhow!(
+                    "connection refused"
+                )))
+            },
+            |_| {},
+        )
+        .unwrap_err();
+        assert_eq!(crate::error::kind_of(&err), ErrorKind::Failed);
+        assert_eq!(
+            err.to_string(),
+            "the placement host could not be used: connection refused"
+        );
     }
 
     #[test]
     fn a_queued_waiter_reports_its_place_and_gets_the_slot() {
-        let (_dir, host) = host(Some(1));
-        let held = host.try_acquire().unwrap();
-        let host = std::sync::Arc::new(host);
+        let (_dir, root) = state();
+        let hosts = [here("local", Some(1))];
+        let held = take(&root, &hosts, true).unwrap();
         let waiter = {
-            let host = std::sync::Arc::clone(&host);
+            let root = root.clone();
             std::thread::spawn(move || {
                 let mut places = Vec::new();
-                let slot = host
-                    .acquire(&Cancel::new(), |place| places.push(place))
-                    .unwrap();
-                (slot.index, places)
+                let placed = place(
+                    &root,
+                    &[here("local", Some(1))],
+                    false,
+                    &Cancel::new(),
+                    |_| Ok(Attempt::Took(())),
+                    |event| {
+                        if let Progress::InLine { place } = event {
+                            places.push(place);
+                        }
+                    },
+                )
+                .unwrap();
+                (placed.slot.index, places)
             })
         };
         std::thread::sleep(Duration::from_millis(300));
+        let err = take(&root, &hosts, true).unwrap_err();
+        assert!(
+            err.to_string().contains("has 1 waiting in line before you"),
+            "{err}"
+        );
         drop(held);
         let (index, places) = waiter.join().unwrap();
         assert_eq!(index, Some(0));
@@ -264,12 +767,191 @@ mod tests {
     }
 
     #[test]
+    fn a_pool_waiter_keeps_its_place_on_every_host_it_could_use() {
+        let (_dir, root) = state();
+        let pool = [here("b1", Some(1)), here("b2", Some(1))];
+        let on_b1 = take(&root, &pool[..1], true).unwrap();
+        let on_b2 = take(&root, &pool[1..], true).unwrap();
+        let waiter = {
+            let root = root.clone();
+            std::thread::spawn(move || {
+                let pool = [here("b1", Some(1)), here("b2", Some(1))];
+                place(
+                    &root,
+                    &pool,
+                    false,
+                    &Cancel::new(),
+                    |candidate| Ok(Attempt::Took(candidate.name.clone())),
+                    |_| {},
+                )
+                .unwrap()
+                .taken
+            })
+        };
+        std::thread::sleep(Duration::from_millis(300));
+        // Whichever host frees up, the pool waiter came first there: a later create for that
+        // host alone finds it waiting, or already holding the slot.
+        drop(on_b2);
+        let err = take(&root, &pool[1..], true).unwrap_err();
+        assert_eq!(
+            crate::error::kind_of(&err),
+            ErrorKind::PlacementFull,
+            "{err}"
+        );
+        assert_eq!(waiter.join().unwrap(), "b2");
+        drop(on_b1);
+    }
+
+    fn policy(text: &str) -> PlacementPolicy {
+        let profile = format!(
+            "id = \"profile.p\"\ndescription = \"d\"\nextension = \"ext.vm-packer\"\nttl = \"1h\"\n\n[placement]\n{text}"
+        );
+        crate::profile::parse(
+            &profile,
+            "p.toml",
+            crate::profile::Source::Builtin("p.toml"),
+        )
+        .unwrap()
+        .placement
+    }
+
+    fn pool() -> Pool {
+        let text = r#"
+[[host]]
+name = "b1"
+ssh = "ci@b1:22"
+workdir = "/w"
+max_concurrent = 2
+labels = ["kvm"]
+
+[[host]]
+name = "local"
+max_concurrent = 4
+
+[[host]]
+name = "b2"
+ssh = "ci@b2:22"
+workdir = "/w"
+labels = ["kvm", "big"]
+"#;
+        Pool {
+            path: Some("hosts.toml".into()),
+            hosts: crate::pool::parse(text, "hosts.toml", Utf8Path::new("/")).unwrap(),
+        }
+    }
+
+    fn names(candidates: &[Candidate]) -> Vec<&str> {
+        candidates
+            .iter()
+            .map(|candidate| candidate.name.as_str())
+            .collect()
+    }
+
+    #[test]
+    fn candidates_follow_the_policy_the_pool_and_a_pinned_host() {
+        let pool = pool();
+        let kvm = policy("pool = true\nlabels = [\"kvm\"]\nmax_concurrent = 1\n");
+        let found = candidates(&kvm, "p", &pool, None, true).unwrap();
+        assert_eq!(names(&found), ["b1", "b2"]);
+        assert_eq!(found[0].max_concurrent, Some(1), "the smaller cap wins");
+        assert_eq!(found[1].max_concurrent, Some(1));
+        assert_eq!(
+            found[0].remote.as_ref().unwrap().slots,
+            2,
+            "the host's own slots"
+        );
+        assert_eq!(
+            names(&candidates(&policy("pool = true\n"), "p", &pool, None, true).unwrap()),
+            ["b1", "local", "b2"]
+        );
+        assert_eq!(
+            names(&candidates(&policy("pool = true\n"), "p", &pool, None, false).unwrap()),
+            ["local"]
+        );
+        assert_eq!(
+            names(&candidates(&kvm, "p", &pool, Some("b2"), true).unwrap()),
+            ["b2"]
+        );
+        // A named host the pool lists is reached as it says; any other is this machine.
+        let named = candidates(&policy("host = \"b1\"\n"), "p", &pool, None, true).unwrap();
+        assert!(named[0].remote.is_some());
+        let label = candidates(
+            &policy("host = \"hv1\"\nmax_concurrent = 3\n"),
+            "p",
+            &pool,
+            None,
+            true,
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                label[0].name.as_str(),
+                label[0].max_concurrent,
+                label[0].remote.is_none()
+            ),
+            ("hv1", Some(3), true)
+        );
+        assert_eq!(
+            names(
+                &candidates(&policy("host = \"hv1\"\n"), "p", &pool, Some("local"), true).unwrap()
+            ),
+            ["local"]
+        );
+
+        let errors = [
+            (
+                candidates(&kvm, "p", &pool, Some("local"), true),
+                "--input placement_host=local: host `local` lacks label kvm that profile p places by",
+            ),
+            (
+                candidates(&kvm, "p", &pool, Some("b3"), true),
+                "--input placement_host=b3: pool file hosts.toml has no host `b3` (hosts: b1, local, b2)",
+            ),
+            (
+                candidates(
+                    &policy("pool = true\nlabels = [\"gpu\"]\n"),
+                    "p",
+                    &pool,
+                    None,
+                    true,
+                ),
+                "no host in pool file hosts.toml carries every label profile p places by (gpu); hosts: b1 [kvm], local [], b2 [kvm, big]",
+            ),
+            (
+                candidates(&policy("pool = true\n"), "p", &Pool::default(), None, true),
+                "profile p places on the pool (`pool = true`), but there is no pool file",
+            ),
+            (
+                candidates(&kvm, "p", &pool, None, false),
+                "profile p runs only on this machine (in its mode), but build host `b1` is reached over SSH",
+            ),
+        ];
+        for (result, expected) in errors {
+            let err = result.unwrap_err();
+            assert_eq!(crate::error::kind_of(&err), ErrorKind::Usage);
+            assert!(
+                err.to_string().starts_with(expected),
+                "{err}\nexpected: {expected}"
+            );
+        }
+    }
+
+    #[test]
     fn a_cancel_ends_the_wait() {
-        let (_dir, host) = host(Some(1));
-        let _held = host.try_acquire().unwrap();
+        let (_dir, root) = state();
+        let hosts = [here("local", Some(1))];
+        let _held = take(&root, &hosts, true).unwrap();
         let cancel = Cancel::new();
         cancel.request(signal_hook::consts::SIGINT);
-        let err = host.acquire(&cancel, |_| {}).unwrap_err();
+        let err = place(
+            &root,
+            &hosts,
+            false,
+            &cancel,
+            |_| Ok(Attempt::Took(())),
+            |_| {},
+        )
+        .unwrap_err();
         assert_eq!(crate::error::kind_of(&err), ErrorKind::Interrupted);
     }
 }

@@ -35,11 +35,39 @@ impl fmt::Display for Source {
 /// Where a profile's sandboxes run, and how many at once.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PlacementPolicy {
-    /// The placement host; `local` is this machine.
+    /// The placement host; `local` is this machine. A host the pool file lists is reached as
+    /// it says; any other name is this machine under that name. Empty with `pool`.
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub host: String,
+    /// Place on whichever host of the pool carries every one of `labels` and has a free slot.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub pool: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<String>,
     /// At most this many provisions at once on `host`, across processes; no limit when absent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_concurrent: Option<NonZeroU32>,
+    /// The pool file this profile places on, instead of `$SANDBOXER_HOSTS` or the default;
+    /// resolved from the profile's directory.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pool_file: Option<Utf8PathBuf>,
+    /// `file:line:column` of `pool_file`, for a missing file's error.
+    #[serde(skip)]
+    pub pool_file_location: String,
+}
+
+impl PlacementPolicy {
+    /// What the policy places on, for messages: "`hv1`", or "the pool (labels kvm)".
+    pub fn describe(&self) -> String {
+        if !self.pool {
+            return format!("`{}`", self.host);
+        }
+        if self.labels.is_empty() {
+            "the pool".to_owned()
+        } else {
+            format!("the pool (labels {})", self.labels.join(", "))
+        }
+    }
 }
 
 /// `[placement]` as written.
@@ -47,7 +75,10 @@ pub struct PlacementPolicy {
 #[serde(deny_unknown_fields)]
 struct PlacementFile {
     host: Option<Spanned<String>>,
+    pool: Option<Spanned<bool>>,
+    labels: Option<Spanned<Vec<Spanned<String>>>>,
     max_concurrent: Option<Spanned<i64>>,
+    pool_file: Option<Spanned<String>>,
 }
 
 fn local_host() -> String {
@@ -341,7 +372,7 @@ pub fn parse(text: &str, display_path: &str, source: Source) -> anyhow::Result<P
         )));
     }
 
-    let max_concurrent = match file.placement.max_concurrent {
+    let max_concurrent = match &file.placement.max_concurrent {
         None => None,
         Some(max) => Some(
             u32::try_from(*max.get_ref())
@@ -355,30 +386,7 @@ pub fn parse(text: &str, display_path: &str, source: Source) -> anyhow::Result<P
                 })?,
         ),
     };
-    let placement = match file.placement.host {
-        None => PlacementPolicy {
-            host: local_host(),
-            max_concurrent,
-        },
-        Some(host) => {
-            let name = host.get_ref();
-            let valid = !name.is_empty()
-                && !name.starts_with(['-', '.'])
-                && name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
-            if !valid {
-                return Err(usage(format!(
-                    "{}: invalid placement host {name:?}: use letters, digits, `.`, `_` and `-`, not starting with `-` or `.`",
-                    at(host.span())
-                )));
-            }
-            PlacementPolicy {
-                host: host.into_inner(),
-                max_concurrent,
-            }
-        }
-    };
+    let placement = placement(file.placement, max_concurrent, &source, &at)?;
 
     let extension_id = file.extension.get_ref();
     let Some(extension) = ext::find(extension_id) else {
@@ -490,6 +498,82 @@ pub fn parse(text: &str, display_path: &str, source: Source) -> anyhow::Result<P
     })
 }
 
+/// Checks `[placement]`: a `host`, or `pool = true` with optional `labels`; a `pool_file`
+/// resolved from the profile's directory.
+fn placement(
+    file: PlacementFile,
+    max_concurrent: Option<NonZeroU32>,
+    source: &Source,
+    at: &dyn Fn(std::ops::Range<usize>) -> String,
+) -> anyhow::Result<PlacementPolicy> {
+    let pool = file.pool.as_ref().is_some_and(|pool| *pool.get_ref());
+    let host = match (file.host, pool) {
+        (Some(host), true) => {
+            return Err(usage(format!(
+                "{}: `host` and `pool = true` both say where to place: name one host, or let the pool choose",
+                at(host.span())
+            )));
+        }
+        (None, true) => String::new(),
+        (None, false) => local_host(),
+        (Some(host), false) => {
+            let name = host.get_ref();
+            if crate::pool::check_name(name).is_err() {
+                return Err(usage(format!(
+                    "{}: invalid placement host {name:?}: use letters, digits, `.`, `_` and `-`, not starting with `-` or `.`",
+                    at(host.span())
+                )));
+            }
+            host.into_inner()
+        }
+    };
+    let mut labels = Vec::new();
+    if let Some(written) = file.labels {
+        if !pool {
+            return Err(usage(format!(
+                "{}: `labels` choose among the pool's hosts: add `pool = true`, or name one `host`",
+                at(written.span())
+            )));
+        }
+        for label in written.into_inner() {
+            crate::pool::check_name(label.get_ref()).map_err(|problem| {
+                usage(format!(
+                    "{}: label {:?} {problem}",
+                    at(label.span()),
+                    label.get_ref()
+                ))
+            })?;
+            labels.push(label.into_inner());
+        }
+    }
+    let (pool_file, pool_file_location) = match file.pool_file {
+        None => (None, String::new()),
+        Some(path) => {
+            let location = at(path.span());
+            let value = path.into_inner();
+            if value.is_empty() {
+                return Err(usage(format!("{location}: pool_file is empty")));
+            }
+            let path = Utf8PathBuf::from(value);
+            let resolved = match source {
+                Source::File(profile) if path.is_relative() => profile
+                    .parent()
+                    .map_or_else(|| path.clone(), |dir| dir.join(&path)),
+                _ => path,
+            };
+            (Some(resolved), location)
+        }
+    };
+    Ok(PlacementPolicy {
+        host,
+        pool,
+        labels,
+        max_concurrent,
+        pool_file,
+        pool_file_location,
+    })
+}
+
 /// Adds a "did you mean" to serde's unknown-field messages.
 fn explain_toml_error(message: &str) -> String {
     let message = message.trim_end();
@@ -508,7 +592,10 @@ fn explain_toml_error(message: &str) -> String {
         // serde already named the one field it expects.
         return message.to_owned();
     }
-    let candidates = PROFILE_KEYS.iter().copied().chain(["host"]);
+    let candidates = PROFILE_KEYS
+        .iter()
+        .copied()
+        .chain(["host", "pool", "labels", "pool_file"]);
     match did_you_mean(field, candidates) {
         Some(near) => format!("{message}; did you mean `{near}`?"),
         None => message.to_owned(),

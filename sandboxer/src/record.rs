@@ -105,6 +105,40 @@ pub struct Owner {
     pub pgid_start_time: Option<u64>,
 }
 
+/// A build placed on a build host of the pool, reached over SSH.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuildHostRecord {
+    /// The pool's name for the host.
+    pub host: String,
+    /// How it was reached (host, port, user, key path; never key contents).
+    pub ssh: SshTarget,
+    /// The host's work directory; the build's own is `<workdir>/<sandbox-id>`.
+    pub workdir: Utf8PathBuf,
+    /// Whether the build's directory is still on the host: while the build runs, after a
+    /// failure under `on_failure = keep`, or when sandboxer died; teardown removes it.
+    pub dir_left: bool,
+    /// What runs on the host for the build, while it runs, so that gc and teardown can stop
+    /// what a dead sandboxer left there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub processes: Option<RemoteProcesses>,
+}
+
+/// The processes of a build on its host, each with its start time (clock ticks since the host
+/// booted), checked before it is signalled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoteProcesses {
+    /// `/proc/sys/kernel/random/boot_id` on the host: a pid from before a reboot means nothing.
+    pub boot_id: String,
+    /// The agent holding the build's slot; it leads a process group of its own.
+    pub holder_pid: u32,
+    pub holder_start_time: Option<u64>,
+    /// Packer's process group there, while Packer runs.
+    #[serde(default)]
+    pub pgid: Option<u32>,
+    #[serde(default)]
+    pub pgid_start_time: Option<u64>,
+}
+
 /// A file the provision produced.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Artifact {
@@ -211,4 +245,7 @@ pub struct Record {
     /// The sandbox this one was made like (`create --like`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub like: Option<String>,
+    /// The build host the sandbox was built on, when it is not this machine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build_host: Option<BuildHostRecord>,
 }

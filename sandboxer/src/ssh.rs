@@ -441,6 +441,13 @@ impl SshClient {
                 "ConnectTimeout",
                 &connect_timeout.as_secs().max(1).to_string(),
             );
+            // A host that dies without closing the connection (power, network) is noticed
+            // after three unanswered keepalives, instead of never.
+            set(
+                "ServerAliveInterval",
+                &connect_timeout.as_secs().clamp(1, 15).to_string(),
+            );
+            set("ServerAliveCountMax", "3");
         }
         options
     }
@@ -463,8 +470,23 @@ impl SshClient {
     /// that string (on spaces; quotes group; a doubled quote inside quotes is a literal one).
     /// rsync appends the host itself: pass it `target.host` bare, without a user.
     pub fn rsync_shell(&self, target: &SshTarget, session: Session) -> String {
+        self.rsync_shell_sharing(target, session, None)
+    }
+
+    /// The same, reusing the connection of a master ssh listening on `control` when there is
+    /// one (`ControlPath`; ssh falls back to a connection of its own when the master is gone).
+    pub fn rsync_shell_sharing(
+        &self,
+        target: &SshTarget,
+        session: Session,
+        control: Option<&Utf8Path>,
+    ) -> String {
+        let mut options = self.options(target, session);
+        if let Some(control) = control {
+            options.extend(control_options(control, false));
+        }
         std::iter::once(self.program.to_string())
-            .chain(self.options(target, session))
+            .chain(options)
             .map(|word| rsync_quote(&word).into_owned())
             .collect::<Vec<_>>()
             .join(" ")
@@ -593,7 +615,7 @@ impl SshClient {
     }
 
     /// Tells `ssh`'s failures apart by what it printed (it exits 255 for all of them).
-    fn classify(&self, target: &SshTarget, stderr: &str) -> SshError {
+    pub(crate) fn classify(&self, target: &SshTarget, stderr: &str) -> SshError {
         let place = target.endpoint();
         let said = last_line(stderr);
         let has = |needle: &str| stderr.contains(needle);
@@ -680,6 +702,19 @@ fn is_executable(path: &std::path::Path) -> bool {
     use std::os::unix::fs::PermissionsExt as _;
     std::fs::metadata(path)
         .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+}
+
+/// The options that make ssh the master of a shared connection listening on `control`
+/// (`master`), or a client of it.
+pub fn control_options(control: &Utf8Path, master: bool) -> Vec<String> {
+    vec![
+        "-o".to_owned(),
+        format!("ControlPath={}", config_path(control)),
+        "-o".to_owned(),
+        format!("ControlMaster={}", if master { "yes" } else { "no" }),
+        "-o".to_owned(),
+        "ControlPersist=no".to_owned(),
+    ]
 }
 
 /// A path as the value of an `ssh -o` option: double-quoted (so spaces survive ssh's
@@ -857,6 +892,15 @@ mod tests {
         let mut expected = vec!["/usr/bin/ssh".to_owned()];
         expected.extend(client.options(&target(), session));
         assert_eq!(split_like_rsync(&shell), expected, "{shell}");
+
+        let control = Utf8Path::new("/tmp/it's 100%/c");
+        let shared = client.rsync_shell_sharing(&target(), session, Some(control));
+        expected.extend(control_options(control, false));
+        assert_eq!(split_like_rsync(&shared), expected, "{shared}");
+        assert!(
+            shared.contains(r#"ControlPath="/tmp/it''s 100%%/c""#),
+            "{shared}"
+        );
     }
 
     #[test]

@@ -88,6 +88,12 @@ pub fn run(sh: &Shell) -> anyhow::Result<()> {
     let growth = peaks[1] / peaks[0];
     println!("memory growth for 25x the output: {growth:.2}x (target <= {MAX_MEMORY_GROWTH})");
 
+    // 3. What a build host adds to the same trivial build (reported, no target).
+    let remote_scratch = crate::bench_remote::short_scratch("sbr")?;
+    let remote = crate::bench_remote::measure(&sandboxer, &root, &remote_scratch);
+    let _ = std::fs::remove_dir_all(&remote_scratch);
+    println!("{}", remote?.line());
+
     let _ = std::fs::remove_dir_all(&scratch);
     anyhow::ensure!(
         overhead <= MAX_OVERHEAD_RATIO,

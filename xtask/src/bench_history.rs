@@ -317,6 +317,7 @@ fn record(registry: &Registry, id: &str, index: usize, now: Timestamp) -> Record
         torn_down_at,
         retention: None,
         pruned_artifacts: Vec::new(),
+        build_host: None,
         provenance: Some(provenance(&dirs.output, &vm_name, index)),
         like: None,
     }

@@ -4,6 +4,7 @@ mod bench;
 mod bench_dispatch;
 mod bench_history;
 mod bench_hub;
+mod bench_remote;
 mod check;
 mod custodian;
 mod demo;
@@ -25,6 +26,7 @@ tasks:
   bench                    speed and memory targets, as ratios measured in one run
   bench-hub                create with a State Hub answering after 2 s vs none (ratio <= 1.02)
   bench-history            list (live only) over 10,000 ended + 100 live records vs cat (<= 1.25x)
+  bench-remote             a build on a build host (sshd on loopback) vs the same build here
   man [DIR]                man pages for every command (default DIR: target/man)
   install [--prefix P] [--destdir D] [--binary B]
                            build (unless --binary) and install the binary, man pages and
@@ -48,6 +50,7 @@ fn main() -> anyhow::Result<()> {
         ["bench"] => bench::run(&sh),
         ["bench-hub"] => bench_hub::run(&sh),
         ["bench-history"] => bench_history::run(&sh),
+        ["bench-remote"] => bench_remote::run(&sh),
         ["man"] => man::generate(&sh.current_dir().join("target/man")).map(|pages| {
             eprintln!("wrote {} man pages to target/man", pages.len());
         }),

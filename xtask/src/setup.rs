@@ -19,7 +19,9 @@ const DEMO_TOOLS: &[(&str, &str)] = &[
 /// What the tests run besides the demo's tools: `make` runs the `make remote-build` shim,
 /// `kill` signals builds, `strace` injects a SIGKILL at a chosen system call, `shellcheck` checks
 /// the shipped scripts; the attach tests run a real sshd on loopback and reach it with the
-/// system ssh, with keys ssh-keygen makes at test time.
+/// system ssh, with keys ssh-keygen makes at test time; the build-host tests run several such
+/// sshds as build hosts, which need what a real build host needs (rsync both ways, flock and
+/// setsid for the agent, sha256sum and realpath to hash artifacts there).
 const TEST_TOOLS: &[(&str, &str)] = &[
     ("make", "make"),
     ("shellcheck", "shellcheck"),
@@ -28,9 +30,24 @@ const TEST_TOOLS: &[(&str, &str)] = &[
     ("ssh", "openssh-client"),
     ("ssh-keygen", "openssh-client"),
     ("sshd", "openssh-server"),
+    ("rsync", "rsync"),
+    ("flock", "util-linux"),
+    ("setsid", "util-linux"),
+    ("sha256sum", "coreutils"),
+    ("realpath", "coreutils"),
 ];
-/// GNU time reports a run's peak memory; make runs `make remote-build` (bench-dispatch).
-const BENCH_TOOLS: &[(&str, &str)] = &[("time", "time"), ("make", "make")];
+/// GNU time reports a run's peak memory; make runs `make remote-build` (bench-dispatch); the
+/// remote-build figure builds on a build host that is an sshd on loopback.
+const BENCH_TOOLS: &[(&str, &str)] = &[
+    ("time", "time"),
+    ("make", "make"),
+    ("ssh", "openssh-client"),
+    ("ssh-keygen", "openssh-client"),
+    ("sshd", "openssh-server"),
+    ("rsync", "rsync"),
+    ("flock", "util-linux"),
+    ("setsid", "util-linux"),
+];
 
 pub fn run(sh: &Shell, purpose: Purpose) -> anyhow::Result<()> {
     let mut wanted: Vec<(&str, &str)> = DEMO_TOOLS.to_vec();

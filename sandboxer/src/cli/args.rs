@@ -85,6 +85,7 @@ const EXAMPLES: &[(&str, &str)] = &[
     ),
     ("logs", "sandboxer logs sb-1m8d --follow"),
     ("doctor", "sandboxer doctor --json"),
+    ("hosts", "sandboxer hosts --json"),
     (
         "completions",
         "sandboxer completions bash > ~/.local/share/bash-completion/completions/sandboxer",
@@ -128,7 +129,7 @@ fn add_example(command: clap::Command, names: &[&str], example: &str) -> clap::C
 pub(super) enum Command {
     /// Create a sandbox from a profile and provision it
     #[command(
-        after_help = "Inputs resolve as: extension defaults < the profile's [inputs] < --input.\n`--input mode=attach|build` overrides the profile's mode (ext.vm-packer: attach when none is named).\nOn success the sandbox id is printed on stdout (the record with --json)."
+        after_help = "Inputs resolve as: extension defaults < the profile's [inputs] < --input.\n`--input mode=attach|build` overrides the profile's mode (ext.vm-packer: attach when none is named).\n`--input placement_host=NAME` places on that host of the pool (`sandboxer hosts` lists them).\nOn success the sandbox id is printed on stdout (the record with --json)."
     )]
     Create(CreateArgs),
     /// List live sandboxes (newest first), with the time each has left; --all adds ended ones
@@ -164,6 +165,9 @@ pub(super) enum Command {
     Artifacts(ArtifactsCommand),
     /// Print a sandbox's provision log (redacted); --follow streams it while it provisions
     Logs(LogsArgs),
+    /// Show the pool's hosts: reachability, Packer version, running builds, free slots
+    #[command(after_help = HOSTS_HELP)]
+    Hosts(JsonArg),
     /// Check this machine and configuration: tools, state dir, profiles, sandboxes awaiting gc
     #[command(
         after_help = "One line per check: ok, warn or fail, and the fix. Changes nothing (State Hub is only
@@ -372,6 +376,13 @@ pub(super) struct ShowArgs {
     pub json: bool,
 }
 
+const HOSTS_HELP: &str = "\
+The pool file is $SANDBOXER_HOSTS, else $XDG_CONFIG_HOME/sandboxer/hosts.toml (without one, this
+machine alone, as `local`). Every host is asked at once, over SSH with sandboxer's options and
+known_hosts file; asking takes no slot. Running builds on a build host count every control
+machine's; on `local`, this machine's.
+Exit code 0 whether or not every host answers.";
+
 const SSH_HELP: &str = "\
 Each word after `--` reaches the remote command as it is: sandboxer quotes every word for the
 remote shell, so nothing in it is expanded or split there.
@@ -508,6 +519,7 @@ impl Command {
             Command::Artifacts(ArtifactsCommand::List(args)) => args.json,
             Command::Artifacts(ArtifactsCommand::Prune(args)) => args.json,
             Command::Doctor(args) => args.json,
+            Command::Hosts(args) => args.json,
             Command::Logs(_) | Command::Completions(_) => false,
             Command::Hub(HubCommand::Status(args) | HubCommand::Flush(args)) => args.json,
             Command::Shim(ShimCommand::Install(args)) => args.json,

@@ -23,6 +23,7 @@ use crate::ext::{self, Environment};
 use crate::history::ListFilter;
 use crate::hub;
 use crate::lifecycle::{self, Config, CreateRequest, TeardownOutcome};
+use crate::pool::PoolFile;
 use crate::profile::{Catalog, SearchPath};
 use crate::progress::FanOut;
 use crate::progress::cloudevents::JsonLines;
@@ -143,6 +144,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let config = config(&cli.global, search)?;
             hub_flush(&config, &hub_settings(&cli.global)?, args.json)
         }
+        Command::Hosts(args) => {
+            let (pool, reports) = lifecycle::hosts(&config(&cli.global, search)?)?;
+            render::hosts(&pool, &reports, args.json)
+        }
         Command::Completions(args) => {
             let mut out = render::stdout();
             complete::registration(args.shell, &mut out)?;
@@ -177,6 +182,23 @@ fn config_dir() -> anyhow::Result<Option<Utf8PathBuf>> {
         Some(dir) => Some(dir),
         None => env_path("HOME")?.map(|home| home.join(".config")),
     })
+}
+
+/// The host pool file: `$SANDBOXER_HOSTS` (which must exist), else
+/// `$XDG_CONFIG_HOME/sandboxer/hosts.toml` (which may not).
+fn pool_file(cwd: &Utf8Path) -> anyhow::Result<Option<PoolFile>> {
+    if let Some(path) = env_path("SANDBOXER_HOSTS")? {
+        return Ok(Some(PoolFile {
+            path: cwd.join(path),
+            required: true,
+            named_by: "SANDBOXER_HOSTS".to_owned(),
+        }));
+    }
+    Ok(config_dir()?.map(|dir| PoolFile {
+        path: cwd.join(dir).join("sandboxer/hosts.toml"),
+        required: false,
+        named_by: "the default pool file".to_owned(),
+    }))
 }
 
 fn search_path(profiles_dirs: &[Utf8PathBuf]) -> anyhow::Result<SearchPath> {
@@ -250,7 +272,9 @@ fn config(global: &GlobalArgs, search: SearchPath) -> anyhow::Result<Config> {
     })?;
     let state_dir = cwd.join(state_dir);
     let registry = Registry::open(&state_dir)?;
+    let pool_file = pool_file(&cwd)?;
     Ok(Config {
+        pool_file,
         env: Environment {
             cwd,
             cache_dir: registry.cache_dir(),

@@ -13,7 +13,8 @@ use crate::artifacts::{Inventory, PruneReport};
 use crate::duration::{human_elapsed, human_remaining};
 use crate::ext;
 use crate::hub;
-use crate::lifecycle::{GcReport, Outcome, TeardownOutcome};
+use crate::lifecycle::{GcReport, HostReport, Outcome, TeardownOutcome};
+use crate::pool::Pool;
 use crate::profile::{Catalog, Entry, InputRow};
 use crate::record::Record;
 use crate::shim::{Action, CheckReport, Include, InstallReport, State};
@@ -62,6 +63,68 @@ fn table<const N: usize>(
         let cells: Vec<&str> = row.iter().map(String::as_str).collect();
         line(&cells)?;
     }
+    Ok(())
+}
+
+/// The pool's hosts: a table on stdout (a note on stderr says which pool file), or JSON.
+pub(super) fn hosts(pool: &Pool, reports: &[HostReport], json: bool) -> anyhow::Result<()> {
+    if json {
+        #[derive(Serialize)]
+        struct Hosts<'a> {
+            pool_file: Option<&'a camino::Utf8Path>,
+            hosts: &'a [HostReport],
+        }
+        return self::json(&Hosts {
+            pool_file: pool.path.as_deref(),
+            hosts: reports,
+        });
+    }
+    note(&match &pool.path {
+        Some(path) => format!("pool file {path}"),
+        None => "no pool file ($SANDBOXER_HOSTS, $XDG_CONFIG_HOME/sandboxer/hosts.toml): this machine only".to_owned(),
+    });
+    let dash = || "-".to_owned();
+    let rows: Vec<[String; 7]> = reports
+        .iter()
+        .map(|report| {
+            let state = match (&report.error, report.reachable) {
+                (None, _) => "ok".to_owned(),
+                (Some(error), true) => format!("error: {error}"),
+                (Some(error), false) => format!("unreachable: {error}"),
+            };
+            [
+                report.name.clone(),
+                report
+                    .ssh
+                    .clone()
+                    .unwrap_or_else(|| "(this machine)".to_owned()),
+                report.packer_version.clone().unwrap_or_else(dash),
+                report
+                    .running
+                    .map_or_else(dash, |running| running.to_string()),
+                match (report.free_slots, report.max_concurrent, report.running) {
+                    (Some(free), Some(max), _) => format!("{free} of {max}"),
+                    (None, None, Some(_)) => "no limit".to_owned(),
+                    _ => dash(),
+                },
+                if report.labels.is_empty() {
+                    dash()
+                } else {
+                    report.labels.join(",")
+                },
+                state,
+            ]
+        })
+        .collect();
+    let mut out = stdout();
+    table(
+        &mut out,
+        [
+            "HOST", "SSH", "PACKER", "RUNNING", "FREE", "LABELS", "STATE",
+        ],
+        &rows,
+    )?;
+    out.flush()?;
     Ok(())
 }
 
@@ -169,6 +232,17 @@ pub(super) fn show(record: &Record) -> anyhow::Result<()> {
         .map(|slot| format!(" (slot {slot})"))
         .unwrap_or_default();
     field("placement", format!("{}{slot}", record.placement.host));
+    if let Some(build_host) = &record.build_host {
+        let dir = build_host.workdir.join(&record.id);
+        let mut text = format!("{} ({})", build_host.host, build_host.ssh.describe());
+        if build_host.dir_left {
+            text.push_str(&format!(", its directory {dir} is still there"));
+        }
+        if build_host.processes.is_some() && !record.state.is_in_progress() {
+            text.push_str("; what ran there may still run (`sandboxer gc` stops it)");
+        }
+        field("build host", text);
+    }
     if let Some(owner) = record
         .owner
         .as_ref()
@@ -628,15 +702,22 @@ pub(super) fn profile_show(
     if let Some(retention) = profile.retention {
         text.push_str(&format!("retention:   {retention}\n"));
     }
-    let limit = profile
-        .placement
-        .max_concurrent
-        .map(|max| format!(", max_concurrent = {max}"))
-        .unwrap_or_default();
-    text.push_str(&format!(
-        "placement:   host = {}{limit}\n",
-        profile.placement.host
-    ));
+    let placement = &profile.placement;
+    let mut written = if placement.pool {
+        vec!["pool = true".to_owned()]
+    } else {
+        vec![format!("host = {}", placement.host)]
+    };
+    if !placement.labels.is_empty() {
+        written.push(format!("labels = {}", placement.labels.join(", ")));
+    }
+    if let Some(max) = placement.max_concurrent {
+        written.push(format!("max_concurrent = {max}"));
+    }
+    if let Some(pool_file) = &placement.pool_file {
+        written.push(format!("pool_file = {pool_file}"));
+    }
+    text.push_str(&format!("placement:   {}\n", written.join(", ")));
     text.push_str(&format!("on_failure:  {}\n", profile.on_failure));
     let labels = [
         ("workstream", &profile.state_hub.workstream),

@@ -45,6 +45,10 @@ pub struct ProvisionContext<'a> {
     pub progress: &'a mut dyn Progress,
     /// Polled between steps; a running tool is signalled through it directly.
     pub cancel: &'a Cancel,
+    /// The build host the sandbox was placed on when that is not this machine: the session
+    /// that holds the build's slot there, its directory made (`<workdir>/<sandbox-id>`). Only
+    /// a [`Prepared`] that [`runs on build hosts`](Prepared::runs_on_build_hosts) is placed on one.
+    pub build_host: Option<&'a mut crate::remote::HostSession>,
 }
 
 /// What a failed (or cancelled) provision leaves behind.
@@ -182,6 +186,19 @@ pub trait Prepared: std::fmt::Debug + Send {
     ) -> Option<crate::provenance::BuildProvenance> {
         let _ = (dirs, placement_host);
         None
+    }
+
+    /// Whether the provision can run on a build host of the pool (reached over SSH), using
+    /// [`ProvisionContext::build_host`]; otherwise it is only ever placed on this machine.
+    fn runs_on_build_hosts(&self) -> bool {
+        false
+    }
+
+    /// Checks what the provision needs on this machine (a tool, say), when it may be placed
+    /// here: a provision placed only on build hosts may go without. Called before anything is
+    /// written.
+    fn check_here(&self) -> anyhow::Result<()> {
+        Ok(())
     }
 }
 

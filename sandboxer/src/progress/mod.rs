@@ -174,6 +174,9 @@ pub enum Event {
     Output { level: Level, text: String },
     /// The tool started, leading its own process group.
     ToolStarted { pgid: u32 },
+    /// The tool started on the build host the sandbox is placed on, leading its own process
+    /// group there (whose leader started at `started`, in clock ticks since the host booted).
+    RemoteToolStarted { pgid: u32, started: Option<u64> },
     /// The tool exited (its group has been killed).
     ToolExited,
 }

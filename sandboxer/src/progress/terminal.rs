@@ -79,6 +79,14 @@ impl Terminal {
     }
 
     fn published(&mut self, event: &Published) {
+        // "on `hv1`" for a host; "in the pool (b1, b2)" while a pool's host is not chosen yet.
+        fn on(placement_host: &str) -> String {
+            if placement_host.contains(' ') {
+                format!("in {placement_host}")
+            } else {
+                format!("on `{placement_host}`")
+            }
+        }
         let text = match &event.kind {
             Kind::Created {
                 profile,
@@ -89,7 +97,8 @@ impl Terminal {
                 if let Some(status) = self.status() {
                     status.sandbox = event.sandbox.to_string();
                     status.set(format!(
-                        "created ({profile}, {mode} mode, on `{placement_host}`)"
+                        "created ({profile}, {mode} mode, {})",
+                        on(placement_host)
                     ));
                 }
                 Some(format!(
@@ -101,14 +110,11 @@ impl Terminal {
                 placement_host,
                 place,
             } => {
+                let on = on(placement_host);
                 let text = if *place == 1 {
-                    format!(
-                        "waiting for a free placement slot on `{placement_host}` (next in line)"
-                    )
+                    format!("waiting for a free placement slot {on} (next in line)")
                 } else {
-                    format!(
-                        "waiting for a placement slot on `{placement_host}`: place {place} in the queue"
-                    )
+                    format!("waiting for a placement slot {on}: place {place} in the queue")
                 };
                 if let Some(status) = self.status() {
                     status.set(text.clone());
@@ -175,7 +181,7 @@ impl Sink for Terminal {
         match event {
             Event::Published(published) => self.published(published),
             Event::Output { text, .. } => self.line(text),
-            Event::ToolStarted { .. } | Event::ToolExited => {}
+            Event::ToolStarted { .. } | Event::RemoteToolStarted { .. } | Event::ToolExited => {}
         }
     }
 }

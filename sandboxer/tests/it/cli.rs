@@ -77,7 +77,9 @@ fn transcripts() {
     hermetic(&cases)
         .register_bin("sandboxer-scratch", scratch_example())
         .env("SANDBOXER_PROFILES", "")
-        .env("SANDBOXER_PORT_REGISTRY", "");
+        .env("SANDBOXER_PORT_REGISTRY", "")
+        // The pool file: the default one, in the sandbox's config dir.
+        .env("SANDBOXER_HOSTS", "");
     cases_matching(&cases, "../tests/cmd/*.toml");
     cases_matching(&cases, "../tests/cmd/*.trycmd");
     cases_matching(&cases, "../docs/*.md");
@@ -87,11 +89,13 @@ fn transcripts() {
     cases.run();
 }
 
-/// Top-level pages whose examples build with the real Packer.
-const PAGES_THAT_BUILD: [&str; 3] = [
+/// Top-level pages whose examples build with the real Packer (or, for build hosts, show its
+/// version).
+const PAGES_THAT_BUILD: [&str; 4] = [
     "../docs/template-sets.md",
     "../docs/migration-build-machines.md",
     "../docs/history.md",
+    "../docs/build-hosts.md",
 ];
 
 /// Cases that run the real Packer found on PATH (`doctor`, the builds of the runbook, the
@@ -108,6 +112,7 @@ fn transcripts_with_the_real_packer() {
         .env("XDG_STATE_HOME", "")
         .env("SANDBOXER_PROFILES", "")
         .env("SANDBOXER_PORT_REGISTRY", "")
+        .env("SANDBOXER_HOSTS", "")
         .env("COLUMNS", "100")
         .env("CLICOLOR_FORCE", "")
         .env("STATE_HUB_URL", "")
@@ -123,8 +128,8 @@ fn transcripts_with_the_real_packer() {
     cases.run();
 }
 
-/// Cases under `tests/cmd/env/` set `SANDBOXER_PROFILES` or `SANDBOXER_PORT_REGISTRY`
-/// themselves, which the harness-wide empty values above would override.
+/// Cases under `tests/cmd/env/` set `SANDBOXER_PROFILES`, `SANDBOXER_PORT_REGISTRY` or
+/// `SANDBOXER_HOSTS` themselves, which the harness-wide empty values above would override.
 #[test]
 fn transcripts_with_their_own_sandboxer_profiles() {
     let cases = trycmd::TestCases::new();

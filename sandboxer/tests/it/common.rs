@@ -23,6 +23,7 @@ pub fn require_tool(name: &str) -> PathBuf {
         "strace" => " (Debian: apt-get install strace)",
         "shellcheck" => " (Debian: apt-get install shellcheck)",
         "ssh" | "ssh-keygen" => " (Debian: apt-get install openssh-client)",
+        "rsync" => " (Debian: apt-get install rsync)",
         _ => "",
     };
     found.unwrap_or_else(|| {

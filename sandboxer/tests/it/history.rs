@@ -96,6 +96,7 @@ impl Library {
                 search: sandboxer::profile::SearchPath::default(),
                 hub: sandboxer::hub::Settings::default(),
                 retention: sandboxer::history::DEFAULT_RETENTION,
+                pool_file: None,
             },
             held: std::cell::RefCell::new(Vec::new()),
         }
@@ -159,6 +160,7 @@ impl Library {
                     torn_down_at: None,
                     retention: None,
                     pruned_artifacts: Vec::new(),
+                    build_host: None,
                     provenance: None,
                     like: None,
                 }
@@ -468,6 +470,7 @@ fn bulk_record(
         torn_down_at,
         retention: None,
         pruned_artifacts: Vec::new(),
+        build_host: None,
         provenance: None,
         like: None,
     }

@@ -5,6 +5,7 @@
 //! `HOME` (see `common`). Tests that need a tool fail, naming it, when it is missing.
 
 mod attach;
+mod build_hosts;
 mod cli;
 mod common;
 mod history;

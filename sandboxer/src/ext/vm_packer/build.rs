@@ -19,8 +19,10 @@ use crate::ext::{
 };
 use crate::inputs::{Inputs, REDACTED, Value};
 use crate::provenance::{self, BuildProvenance, FileDigest, TemplateDigest, Tool};
+use crate::record::Artifact;
 use crate::redact::Redactor;
 use crate::registry::SandboxDirs;
+use crate::remote::HostSession;
 
 /// Checks build-mode inputs and prepares the build: reads the template and every var file,
 /// binds the variables, checks the build selection, finds Packer.
@@ -40,16 +42,21 @@ pub(super) fn prepare(inputs: &mut Inputs, env: &Environment) -> anyhow::Result<
     let bindings = bind_variables(&template, inputs, &template_value, &var_files)?;
     notes.extend(overridden_values(&bindings, &var_files));
     let selection = selection::select(&template, &template_value, inputs, &mut notes)?;
-    let packer =
-        runner::find_packer(env.packer.as_deref()).map_err(|err| usage(format!("{err:#}")))?;
+    // Needed only if the build may run here (see `check_here`): a build host has its own.
+    let packer = runner::find_packer(env.packer.as_deref()).map_err(|err| format!("{err:#}"));
     // Packer's version goes into every build's provenance: asked once per installed Packer and
     // cached, never a Packer start per build. A Packer that will not say does not stop a build.
-    let version = match runner::capabilities(&packer, &env.cache_dir) {
-        Ok(capabilities) => Some(capabilities.version),
-        Err(err) => {
+    // (A build placed on a build host records that host's Packer instead.)
+    let version = match packer
+        .as_ref()
+        .map(|packer| runner::capabilities(packer, &env.cache_dir))
+    {
+        Ok(Ok(capabilities)) => Some(capabilities.version),
+        Ok(Err(err)) => {
             notes.push(format!("Packer's version is unknown: {err:#}"));
             None
         }
+        Err(_) => None,
     };
     let mut build = Build {
         template,
@@ -371,7 +378,8 @@ fn overridden_values(bindings: &[Binding], var_files: &[LoadedVarFile]) -> Vec<S
 #[derive(Debug)]
 struct Build {
     template: Template,
-    packer: Utf8PathBuf,
+    /// Packer on this machine, or why there is none.
+    packer: Result<Utf8PathBuf, String>,
     bindings: Vec<Binding>,
     /// In Packer's order: the template's own auto var files, then `var_files`.
     var_files: Vec<LoadedVarFile>,
@@ -429,10 +437,85 @@ impl Prepared for Build {
         }
         built
     }
+
+    fn runs_on_build_hosts(&self) -> bool {
+        true
+    }
+
+    fn check_here(&self) -> anyhow::Result<()> {
+        self.packer
+            .as_ref()
+            .map(drop)
+            .map_err(|err| usage(err.clone()))
+    }
+}
+
+/// Where the build's files are as Packer sees them: here, or in the build's directory on the
+/// build host (`<workdir>/<sandbox-id>/`: `template/`, `var-files/`, `output/`, `secrets/`,
+/// `tmp/`), where they are copied to.
+#[derive(Debug, Clone)]
+struct Layout {
+    /// The file or directory handed to `packer build`.
+    template: Utf8PathBuf,
+    /// Where Packer runs: the template's directory.
+    workdir: Utf8PathBuf,
+    /// The listed var files (not the template's own), in order.
+    var_files: Vec<Utf8PathBuf>,
+    output: Utf8PathBuf,
+    /// The private var file with the sensitive values.
+    secrets: Utf8PathBuf,
+    tmpdir: Utf8PathBuf,
+}
+
+impl Layout {
+    fn local(template: &Template, var_files: &[LoadedVarFile], dirs: &SandboxDirs) -> Layout {
+        Layout {
+            template: template.path.clone(),
+            workdir: template.workdir.clone(),
+            var_files: listed(var_files).map(|file| file.path.clone()).collect(),
+            output: dirs.output.clone(),
+            secrets: dirs.work.join("sensitive-vars.json"),
+            tmpdir: dirs.work.clone(),
+        }
+    }
+
+    fn remote(template: &Template, var_files: &[LoadedVarFile], dir: &Utf8Path) -> Layout {
+        let workdir = dir.join("template");
+        let template_path = match template.path.strip_prefix(&template.workdir) {
+            Ok(relative) if !relative.as_str().is_empty() => workdir.join(relative),
+            _ => workdir.clone(),
+        };
+        Layout {
+            template: template_path,
+            workdir,
+            var_files: listed(var_files)
+                .enumerate()
+                .map(|(at, file)| dir.join("var-files").join(shipped_name(at, &file.path)))
+                .collect(),
+            output: dir.join("output"),
+            secrets: dir.join("secrets").join("sensitive-vars.json"),
+            tmpdir: dir.join("tmp"),
+        }
+    }
+}
+
+/// The var files sandboxer passes itself, in order (the template's own Packer loads).
+fn listed(var_files: &[LoadedVarFile]) -> impl Iterator<Item = &VarFile> {
+    var_files
+        .iter()
+        .filter(|loaded| !loaded.auto)
+        .map(|loaded| &loaded.file)
+}
+
+/// A listed var file's name on the build host: numbered, so two files of the same name from
+/// different directories stay two.
+fn shipped_name(at: usize, path: &Utf8Path) -> String {
+    format!("{at}-{}", path.file_name().unwrap_or("vars"))
 }
 
 impl Build {
-    /// The Packer build, from `packer init` (when needed) to hashing the artifacts.
+    /// The Packer build, from `packer init` (when needed) to hashing the artifacts; on a build
+    /// host, with the template and var files copied there first and the artifacts copied back.
     fn run(&self, ctx: ProvisionContext<'_>) -> anyhow::Result<Provisioned> {
         let ProvisionContext {
             dirs,
@@ -441,16 +524,32 @@ impl Build {
             cancel,
             placement_host,
             on_failure,
+            mut build_host,
             ..
         } = ctx;
-        let Build {
-            template, packer, ..
-        } = self;
+        let template = &self.template;
+        // On a build host the host's Packer runs; here, this machine's must be there.
+        let packer = match (&self.packer, build_host.is_some()) {
+            (Ok(packer), _) => packer.clone(),
+            (Err(_), true) => Utf8PathBuf::new(),
+            (Err(err), false) => return Err(usage(err.clone())),
+        };
+        let packer = &packer;
         for dir in [&dirs.work, &dirs.output] {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {dir}"))?;
         }
+        let layout = match build_host.as_deref() {
+            None => Layout::local(template, &self.var_files, dirs),
+            Some(session) => Layout::remote(
+                template,
+                &self.var_files,
+                session
+                    .dir()
+                    .context("the build host's directory was not made")?,
+            ),
+        };
         let redactor = Redactor::new(
-            self.secrets(&dirs.output, placement_host),
+            self.secrets(&layout.output, placement_host),
             &[machine_readable::encode],
         );
         let log_file = OpenOptions::new()
@@ -476,53 +575,102 @@ impl Build {
             }
         }
 
+        let (args, secrets) = self.build_args(&layout, placement_host, on_failure);
+        if let Some(session) = build_host.as_deref_mut() {
+            let staged = self.stage(&layout, &dirs.work, &secrets)?;
+            progress.note(format!(
+                "copying {} to build host `{}` ({})",
+                template.workdir,
+                session.host().name,
+                session.dir().unwrap_or(&layout.workdir)
+            ));
+            session.ship(&staged, cancel)?;
+            remove_dir_if_present(&staged)?;
+        } else if !secrets.is_empty() {
+            write_var_file(&layout.secrets, &secrets)?;
+        }
+
         // Set when the template pins plugins that this Packer cannot install.
         let mut plugins_hint = None;
         if template.requires_plugins && template.format == template::Format::Hcl2 {
-            let capabilities = runner::capabilities(packer, &env.cache_dir)?;
-            if !capabilities.has_init {
-                plugins_hint = Some(format!(
-                    "hint: the template pins plugins (`required_plugins`), which needs `packer init` from Packer 1.7 or later; {packer} is Packer {}",
-                    capabilities.version
-                ));
-            }
-            if capabilities.has_init {
-                progress.note(format!("packer init (Packer {})", capabilities.version));
-                let init = runner::Invocation {
-                    packer,
-                    args: vec!["init".to_owned(), template.path.to_string()],
-                    workdir: &template.workdir,
-                    tmpdir: &dirs.work,
-                    cancel_timeout: env.cancel_timeout,
-                    heartbeat: env.heartbeat,
-                };
-                let outcome = runner::run(&init, &mut log, &redactor, progress, cancel)?;
-                check_cancelled(cancel, &dirs.log)?;
-                if outcome.exit_code != Some(0) {
-                    return Err(packer_failed("packer init", &outcome, &dirs.log));
+            if let Some(session) = build_host.as_deref() {
+                progress.note(format!(
+                        "the template pins plugins (`required_plugins`); sandboxer runs no `packer init` on build hosts, so they must be installed on `{}` already",
+                        session.host().name
+                    ));
+            } else {
+                let capabilities = runner::capabilities(packer, &env.cache_dir)?;
+                if !capabilities.has_init {
+                    plugins_hint = Some(format!(
+                        "hint: the template pins plugins (`required_plugins`), which needs `packer init` from Packer 1.7 or later; {packer} is Packer {}",
+                        capabilities.version
+                    ));
+                }
+                if capabilities.has_init {
+                    progress.note(format!("packer init (Packer {})", capabilities.version));
+                    let init = runner::Invocation {
+                        packer,
+                        args: vec!["init".to_owned(), template.path.to_string()],
+                        workdir: &template.workdir,
+                        tmpdir: &dirs.work,
+                        cancel_timeout: env.cancel_timeout,
+                        heartbeat: env.heartbeat,
+                    };
+                    let outcome = runner::run(
+                        &init,
+                        runner::Host::Local,
+                        &mut log,
+                        &redactor,
+                        progress,
+                        cancel,
+                    )?;
+                    check_cancelled(cancel, &dirs.log)?;
+                    if outcome.exit_code != Some(0) {
+                        return Err(packer_failed("packer init", &outcome, &dirs.log));
+                    }
                 }
             }
         }
         check_cancelled(cancel, &dirs.log)?;
 
-        let var_file = dirs.work.join("sensitive-vars.json");
-        let (args, secrets) = self.build_args(&dirs.output, placement_host, on_failure, &var_file);
-        if !secrets.is_empty() {
-            write_var_file(&var_file, &secrets)?;
+        let (shown_packer, host) = match build_host.as_deref_mut() {
+            None => (packer.clone(), runner::Host::Local),
+            Some(session) => {
+                progress.note(format!(
+                    "packer build {} on build host `{}` (log: {})",
+                    layout.template,
+                    session.host().name,
+                    dirs.log
+                ));
+                (
+                    Utf8PathBuf::from(session.host().ssh.packer.clone()),
+                    runner::Host::Remote(session),
+                )
+            }
+        };
+        if matches!(host, runner::Host::Local) {
+            progress.note(format!(
+                "packer build {} (log: {})",
+                template.path, dirs.log
+            ));
         }
-        progress.note(format!(
-            "packer build {} (log: {})",
-            template.path, dirs.log
-        ));
         let build = runner::Invocation {
-            packer,
+            packer: &shown_packer,
             args,
-            workdir: &template.workdir,
-            tmpdir: &dirs.work,
+            workdir: &layout.workdir,
+            tmpdir: &layout.tmpdir,
             cancel_timeout: env.cancel_timeout,
             heartbeat: env.heartbeat,
         };
-        let outcome = runner::run(&build, &mut log, &redactor, progress, cancel)?;
+        let ran = runner::run(&build, host, &mut log, &redactor, progress, cancel);
+        if let Some(session) = build_host.as_deref_mut() {
+            // The secrets go as soon as Packer is done with them, whatever happened.
+            let scrubbed = session.scrub();
+            if ran.is_ok() && cancel.requested().is_none() {
+                scrubbed?;
+            }
+        }
+        let outcome = ran?;
         check_cancelled(cancel, &dirs.log)?;
         if outcome.report.cancelled {
             return Err(Error::new(
@@ -542,18 +690,28 @@ impl Build {
             });
         }
 
-        let artifacts = collect_artifacts(
-            &outcome.report.artifact_files,
-            &template.workdir,
-            &dirs.output,
-        )?
-        .into_iter()
-        .map(|(path, build)| {
-            let mut artifact = describe_artifact(&path)?;
-            artifact.build = build;
-            Ok(artifact)
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
+        let artifacts = match build_host {
+            None => collect_artifacts(
+                &outcome.report.artifact_files,
+                &template.workdir,
+                &dirs.output,
+            )?
+            .into_iter()
+            .map(|(path, build)| {
+                let mut artifact = describe_artifact(&path)?;
+                artifact.build = build;
+                Ok(artifact)
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?,
+            Some(session) => fetch_artifacts(
+                session,
+                &outcome.report.artifact_files,
+                &layout,
+                &dirs.output,
+                progress,
+                cancel,
+            )?,
+        };
         let builds = outcome.report.builds.clone();
         if builds.is_empty() && !self.selection.is_empty() {
             progress.note(format!(
@@ -663,14 +821,53 @@ impl Build {
                     sha256: digest_of(&loaded.file),
                 })
                 .collect(),
+            // Packer here; a build placed on a build host records that host's instead.
             tool: Some(Tool {
                 name: "packer".to_owned(),
-                path: self.packer.clone(),
+                path: self.packer.clone().unwrap_or_else(|_| "packer".into()),
                 version,
             }),
             variables,
             input_paths,
         }
+    }
+
+    /// What goes to the build host, staged under `work` as links to the originals (rsync
+    /// follows them): the template's directory, the listed var files, and the private var file
+    /// (mode 0600 here and there), laid out as `layout` names them.
+    fn stage(
+        &self,
+        layout: &Layout,
+        work: &Utf8Path,
+        secrets: &BTreeMap<String, String>,
+    ) -> anyhow::Result<Utf8PathBuf> {
+        use std::os::unix::fs::{DirBuilderExt as _, symlink};
+        let staged = work.join("to-build-host");
+        remove_dir_if_present(&staged)?;
+        let mkdir = |dir: &Utf8Path| {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .with_context(|| format!("creating {dir}"))
+        };
+        mkdir(&staged)?;
+        symlink(&self.template.workdir, staged.join("template"))
+            .with_context(|| format!("staging {}", self.template.workdir))?;
+        let files: Vec<&VarFile> = listed(&self.var_files).collect();
+        if !files.is_empty() {
+            mkdir(&staged.join("var-files"))?;
+        }
+        for (at, file) in files.into_iter().enumerate() {
+            let link = staged.join("var-files").join(shipped_name(at, &file.path));
+            symlink(&file.path, &link).with_context(|| format!("staging {}", file.path))?;
+        }
+        mkdir(&staged.join("secrets"))?;
+        if !secrets.is_empty() {
+            let name = layout.secrets.file_name().unwrap_or("sensitive-vars.json");
+            write_var_file(&staged.join("secrets").join(name), secrets)?;
+        }
+        Ok(staged)
     }
 
     /// Every value that must never be written down: sensitive inputs, and every value (the
@@ -714,11 +911,11 @@ impl Build {
     /// at `var_file`.
     fn build_args(
         &self,
-        output_dir: &Utf8Path,
+        layout: &Layout,
         placement_host: &str,
         on_failure: OnFailure,
-        var_file: &Utf8Path,
     ) -> (Vec<String>, BTreeMap<String, String>) {
+        let output_dir = &layout.output;
         let mut args = vec![
             "build".to_owned(),
             "-machine-readable".to_owned(),
@@ -733,8 +930,8 @@ impl Build {
         args.extend(self.selection.args());
         // In the order given, after the template's own auto var files (which Packer loads
         // itself), so a later file wins, as with `packer build -var-file=... -var-file=...`.
-        for loaded in self.var_files.iter().filter(|loaded| !loaded.auto) {
-            args.push(format!("-var-file={}", loaded.file.path));
+        for path in &layout.var_files {
+            args.push(format!("-var-file={path}"));
         }
         let mut secrets = BTreeMap::new();
         let mut vars = Vec::new();
@@ -751,10 +948,10 @@ impl Build {
         }
         // Last of the var files: these are inputs, and inputs beat var files.
         if !secrets.is_empty() {
-            args.push(format!("-var-file={var_file}"));
+            args.push(format!("-var-file={}", layout.secrets));
         }
         args.extend(vars);
-        args.push(self.template.path.to_string());
+        args.push(layout.template.to_string());
         (args, secrets)
     }
 }
@@ -804,6 +1001,80 @@ fn packer_failed(what: &str, outcome: &runner::Outcome, log: &Utf8Path) -> anyho
     }
     message.push_str(&format!("\nfull log: {log}"));
     Error::new(ErrorKind::Failed, message).into()
+}
+
+/// The artifacts of a build on a build host: hashed there (the files Packer reported, resolved
+/// from its directory there, and every `*.ova` in the output directory there), copied into
+/// `output` here (each by its file name), and hashed again here. A file that arrives different
+/// from what was hashed on the host fails the build.
+fn fetch_artifacts(
+    session: &mut HostSession,
+    reported: &BTreeMap<Utf8PathBuf, String>,
+    layout: &Layout,
+    output: &Utf8Path,
+    progress: &mut dyn crate::progress::Progress,
+    cancel: &crate::cancel::Cancel,
+) -> anyhow::Result<Vec<Artifact>> {
+    let asked: Vec<(Utf8PathBuf, &String)> = reported
+        .iter()
+        .map(|(path, build)| (layout.workdir.join(path), build))
+        .collect();
+    let paths: Vec<Utf8PathBuf> = asked.iter().map(|(path, _)| path.clone()).collect();
+    let files = session.hash(&paths, cancel)?;
+    if files.is_empty() {
+        return Ok(Vec::new());
+    }
+    let host = session.host().name.clone();
+    let mut names: BTreeMap<&str, &Utf8Path> = BTreeMap::new();
+    for file in &files {
+        let name = file.path.file_name().unwrap_or_default();
+        if let Some(first) = names.insert(name, &file.path) {
+            return Err(Error::new(
+                ErrorKind::Failed,
+                format!(
+                    "two artifacts on build host `{host}` are named {name} ({first} and {}); they would land on one file in {output}",
+                    file.path
+                ),
+            )
+            .into());
+        }
+    }
+    progress.note(format!(
+        "copying {} artifact{} back from build host `{host}`",
+        files.len(),
+        if files.len() == 1 { "" } else { "s" }
+    ));
+    let remote_paths: Vec<Utf8PathBuf> = files.iter().map(|file| file.path.clone()).collect();
+    session.fetch(&remote_paths, output, cancel)?;
+    let mut artifacts = Vec::new();
+    for file in files {
+        let local = output.join(file.path.file_name().unwrap_or_default());
+        let local = local
+            .canonicalize_utf8()
+            .with_context(|| format!("resolving {local}"))?;
+        let mut artifact = describe_artifact(&local)?;
+        if artifact.sha256 != file.sha256 || artifact.bytes != file.bytes {
+            return Err(Error::new(
+                ErrorKind::Failed,
+                format!(
+                    "artifact {} changed on its way from build host `{host}`: on the host {} was sha256 {} ({} bytes), here it is sha256 {} ({} bytes); the copy is not trusted",
+                    artifact.path.file_name().unwrap_or_default(),
+                    file.path,
+                    file.sha256,
+                    file.bytes,
+                    artifact.sha256,
+                    artifact.bytes
+                ),
+            )
+            .into());
+        }
+        artifact.build = asked
+            .iter()
+            .find(|(path, _)| *path == file.given)
+            .map(|(_, build)| (*build).clone());
+        artifacts.push(artifact);
+    }
+    Ok(artifacts)
 }
 
 /// Artifact files Packer reported (relative ones resolved from its working directory), each
@@ -922,7 +1193,7 @@ mod tests {
         let selection = selection::select(&template, "t", &inputs, &mut notes).unwrap();
         let build = Build {
             template,
-            packer: "/usr/bin/packer".into(),
+            packer: Ok("/usr/bin/packer".into()),
             notes: overridden_values(&bindings, &var_files),
             bindings,
             var_files,
@@ -931,12 +1202,17 @@ mod tests {
             inputs,
             provenance: BuildProvenance::default(),
         };
-        let (args, secrets) = build.build_args(
-            Utf8Path::new("/out"),
-            "local",
-            OnFailure::Cleanup,
-            Utf8Path::new("/work/vars.json"),
-        );
+        let layout = Layout {
+            output: "/out".into(),
+            secrets: "/work/vars.json".into(),
+            tmpdir: "/work".into(),
+            ..Layout::local(
+                &build.template,
+                &build.var_files,
+                &crate::registry::Registry::existing(Utf8Path::new("/state")).dirs("sb-x"),
+            )
+        };
+        let (args, secrets) = build.build_args(&layout, "local", OnFailure::Cleanup);
         (build, args, secrets)
     }
 

@@ -1,7 +1,8 @@
 //! Running the `packer` executable: finding it, detecting what it supports, and streaming a run.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::CommandExt as _;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -11,10 +12,11 @@ use camino::{Utf8Path, Utf8PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::machine_readable::{Notice, Report};
-use crate::cancel::Cancel;
+use crate::cancel::{Cancel, Stopper as _};
 use crate::process;
 use crate::progress::{Event, Kind, Progress, StepOutcome};
 use crate::redact::Redactor;
+use crate::remote::{HostSession, RemoteGroup};
 
 /// Finds the Packer executable: `explicit` (`$SANDBOXER_PACKER`) or `packer` on `PATH`.
 pub fn find_packer(explicit: Option<&Utf8Path>) -> anyhow::Result<Utf8PathBuf> {
@@ -141,7 +143,7 @@ fn capabilities_within(
 const VERSION_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// "Packer v1.6.6" → "1.6.6".
-fn parse_version(text: &str) -> Option<String> {
+pub fn parse_version(text: &str) -> Option<String> {
     let start = text.find(" v")? + 2;
     let version: String = text[start..]
         .chars()
@@ -161,8 +163,10 @@ fn version_at_least(version: &str, (major, minor): (u64, u64)) -> bool {
 /// One Packer invocation.
 #[derive(Debug)]
 pub struct Invocation<'a> {
+    /// On a build host: the host's Packer (a command name or a path there).
     pub packer: &'a Utf8Path,
     pub args: Vec<String>,
+    /// On a build host: the build's copy of the template directory there.
     pub workdir: &'a Utf8Path,
     /// The run's own `TMPDIR`: Packer leaves temp scripts and plugin sockets behind.
     pub tmpdir: &'a Utf8Path,
@@ -193,21 +197,68 @@ pub struct Outcome {
 /// Longest line kept whole; the rest of a longer line is dropped, so memory stays bounded.
 const MAX_LINE: usize = 64 * 1024;
 
-/// Runs Packer in its own process group, streams its output line by line into `log` (redacted),
-/// the report and the progress sink, and returns when it exits.
+/// Where Packer runs: here, or on a build host through the session that holds its slot there.
+/// Either way its output goes through the same streaming, parsing and redaction.
+pub enum Host<'a> {
+    Local,
+    Remote(&'a mut HostSession),
+}
+
+/// Runs Packer in its own process group, here or on a build host, streams its output line by
+/// line into `log` (redacted), the report and the progress sink, and returns when it exits.
 pub fn run(
     invocation: &Invocation<'_>,
+    host: Host<'_>,
     log: &mut dyn Write,
     redactor: &Redactor,
     progress: &mut dyn Progress,
     cancel: &Cancel,
 ) -> anyhow::Result<Outcome> {
     let shown_args = redactor.redact(&invocation.args.join(" ")).into_owned();
+    let on = match &host {
+        Host::Local => String::new(),
+        Host::Remote(session) => format!(" on build host `{}`", session.host().name),
+    };
     writeln!(
         log,
-        "# sandboxer: running {} {shown_args} (in {})",
+        "# sandboxer: running {} {shown_args} (in {}{on})",
         invocation.packer, invocation.workdir
     )?;
+    let mut report = Report::default();
+    let exit_code = match host {
+        Host::Local => run_here(invocation, log, redactor, progress, cancel, &mut report)?,
+        Host::Remote(session) => run_there(
+            invocation,
+            session,
+            log,
+            redactor,
+            progress,
+            cancel,
+            &mut report,
+        )?,
+    };
+    // Every step that started gets an end, however Packer went.
+    let outcome = if report.cancelled || cancel.requested().is_some() {
+        StepOutcome::Cancelled
+    } else if exit_code == Some(0) {
+        StepOutcome::Succeeded
+    } else {
+        StepOutcome::Failed
+    };
+    report.finish_steps(outcome, &mut |notice| publish(progress, notice));
+    progress.emit(&Event::ToolExited);
+    Ok(Outcome { exit_code, report })
+}
+
+/// Packer here, in its own process group; returns its exit code (`None`: killed by a signal).
+fn run_here(
+    invocation: &Invocation<'_>,
+    log: &mut dyn Write,
+    redactor: &Redactor,
+    progress: &mut dyn Progress,
+    cancel: &Cancel,
+    report: &mut Report,
+) -> anyhow::Result<Option<i32>> {
     let reader = duct::cmd(invocation.packer.as_std_path(), &invocation.args)
         .dir(invocation.workdir)
         .env("CHECKPOINT_DISABLE", "1")
@@ -232,39 +283,28 @@ pub fn run(
     cancel.watch_group(pid);
     progress.emit(&Event::ToolStarted { pgid: pid });
 
-    let mut report = Report::default();
-    let finished = AtomicBool::new(false);
-    let streamed: anyhow::Result<()> = std::thread::scope(|scope| {
-        scope.spawn(|| {
+    let streamed = stream_while(
+        |finished| {
             watch_group(
                 pid,
                 leader_started,
-                &finished,
+                finished,
                 cancel,
                 invocation.cancel_timeout,
             )
-        });
-        let (lines, received) = mpsc::sync_channel(LINES_IN_FLIGHT);
-        let reading = scope.spawn(|| read_lines(&reader, lines));
-        let logged = stream(
-            invocation,
-            received,
-            log,
-            redactor,
-            progress,
-            &mut report,
-            cancel,
-        );
-        if logged.is_err() {
-            // Nobody reads Packer's output any more: stop it rather than let it block.
+        },
+        &mut &reader,
+        // Nobody reads Packer's output any more: stop it rather than let it block.
+        || {
             let _ = process::signal_group(pid, rustix::process::Signal::KILL);
-        }
-        let read = reading
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        finished.store(true, Ordering::SeqCst);
-        read.and(logged.context("writing the log"))
-    });
+        },
+        invocation,
+        log,
+        redactor,
+        progress,
+        report,
+        cancel,
+    );
     cancel.unwatch_group();
     // Packer has exited (its output ended). Whatever it left in its group (a plugin, a
     // provisioner's background child) must not outlive the build.
@@ -272,28 +312,90 @@ pub fn run(
     let status = reader.try_wait();
     streamed.context("reading packer's output")?;
     log.flush()?;
-    let exit_code = status?
+    Ok(status?
         .context("packer's output ended but the process had not")?
         .status
-        .code();
-    // Every step that started gets an end, however Packer went.
-    let outcome = if report.cancelled || cancel.requested().is_some() {
-        StepOutcome::Cancelled
-    } else if exit_code == Some(0) {
-        StepOutcome::Succeeded
-    } else {
-        StepOutcome::Failed
-    };
-    report.finish_steps(outcome, &mut |notice| publish(progress, notice));
-    progress.emit(&Event::ToolExited);
-    Ok(Outcome { exit_code, report })
+        .code())
+}
+
+/// Packer on a build host: started by the agent that holds the build's slot there, its output
+/// streamed back over that connection. A cancel reaches its group over a connection of its
+/// own; the agent kills the group when Packer exits.
+fn run_there(
+    invocation: &Invocation<'_>,
+    session: &mut HostSession,
+    log: &mut dyn Write,
+    redactor: &Redactor,
+    progress: &mut dyn Progress,
+    cancel: &Cancel,
+    report: &mut Report,
+) -> anyhow::Result<Option<i32>> {
+    let mut run = session.start(&invocation.args, cancel)?;
+    let group = run.group().clone();
+    cancel.watch(Arc::new(group.clone()));
+    progress.emit(&Event::RemoteToolStarted {
+        pgid: group.pgid,
+        started: group.started,
+    });
+    let streamed = stream_while(
+        |finished| watch_remote_group(&group, finished, cancel, invocation.cancel_timeout),
+        &mut run,
+        || group.signal(rustix::process::Signal::KILL),
+        invocation,
+        log,
+        redactor,
+        progress,
+        report,
+        cancel,
+    );
+    cancel.unwatch_group();
+    streamed.context("reading packer's output")?;
+    log.flush()?;
+    run.finish().map(Some)
+}
+
+/// Streams Packer's output from `reader` (read on a thread of its own, a few lines ahead)
+/// while `watch` runs beside it, told through its flag when the stream has ended; `stop` ends
+/// Packer when its output can no longer be written down.
+#[allow(clippy::too_many_arguments)]
+fn stream_while(
+    watch: impl FnOnce(&AtomicBool) + Send,
+    reader: &mut (dyn Read + Send),
+    stop: impl FnOnce(),
+    invocation: &Invocation<'_>,
+    log: &mut dyn Write,
+    redactor: &Redactor,
+    progress: &mut dyn Progress,
+    report: &mut Report,
+    cancel: &Cancel,
+) -> anyhow::Result<()> {
+    let finished = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        scope.spawn(|| watch(&finished));
+        let (lines, received) = mpsc::sync_channel(LINES_IN_FLIGHT);
+        let reading = scope.spawn(|| read_lines(reader, lines));
+        let logged = stream(
+            invocation, received, log, redactor, progress, report, cancel,
+        );
+        if logged.is_err() {
+            stop();
+        }
+        let read = reading
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        finished.store(true, Ordering::SeqCst);
+        read.and(logged.context("writing the log"))
+    })
 }
 
 /// How many lines the reader may be ahead of the stream; bounds memory when sinks are slow.
 const LINES_IN_FLIGHT: usize = 16;
 
 /// Reads Packer's output line by line (each at most [`MAX_LINE`] bytes) into `lines`.
-fn read_lines(reader: &duct::ReaderHandle, lines: mpsc::SyncSender<Vec<u8>>) -> anyhow::Result<()> {
+fn read_lines(
+    reader: &mut (dyn Read + Send),
+    lines: mpsc::SyncSender<Vec<u8>>,
+) -> anyhow::Result<()> {
     let mut input = BufReader::new(reader);
     loop {
         let mut buffer = Vec::with_capacity(256);
@@ -406,6 +508,27 @@ fn watch_group(
         let stragglers_overdue = leader_gone_at.is_some_and(|at| at.elapsed() >= STRAGGLER_GRACE);
         if cancel_overdue || stragglers_overdue {
             let _ = process::signal_group(pgid, rustix::process::Signal::KILL);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The same for a group on a build host, once: a cancel that outlasts `cancel_timeout` kills
+/// the group there (the agent itself kills what Packer leaves behind).
+fn watch_remote_group(
+    group: &RemoteGroup,
+    finished: &AtomicBool,
+    cancel: &Cancel,
+    cancel_timeout: Duration,
+) {
+    let mut killed = false;
+    while !finished.load(Ordering::SeqCst) {
+        let cancel_overdue = cancel
+            .requested_at()
+            .is_some_and(|at| at.elapsed() >= cancel_timeout);
+        if cancel_overdue && !killed {
+            group.signal(rustix::process::Signal::KILL);
+            killed = true;
         }
         std::thread::sleep(Duration::from_millis(20));
     }
