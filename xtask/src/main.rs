@@ -22,7 +22,9 @@ tasks:
   setup [--for demo|test]  install missing system packages (apt-get; needs root)
   demo                     setup, then build the bundled example OVA through sandboxer
   check                    setup, then fmt --check, clippy -D warnings, every test, verify-shim
-  bench                    speed and memory targets, as ratios measured in one run
+  bench [--no-fail] [--rounds N] [FIGURE...]
+                           every performance figure against its baseline, measured in one
+                           run; fails when a target is missed (`bench --help` lists figures)
   bench-hub                create with a State Hub answering after 2 s vs none (ratio <= 1.02)
   bench-history            list (live only) over 10,000 ended + 100 live records vs cat (<= 1.25x)
   man [DIR]                man pages for every command (default DIR: target/man)
@@ -45,7 +47,7 @@ fn main() -> anyhow::Result<()> {
         ["setup", "--for", "demo"] => setup::run(&sh, setup::Purpose::Demo),
         ["demo"] => demo::run(&sh),
         ["check"] => check::run(&sh),
-        ["bench"] => bench::run(&sh),
+        ["bench", rest @ ..] => bench::run(&sh, rest),
         ["bench-hub"] => bench_hub::run(&sh),
         ["bench-history"] => bench_history::run(&sh),
         ["man"] => man::generate(&sh.current_dir().join("target/man")).map(|pages| {

@@ -1,0 +1,367 @@
+//! `cargo xtask bench`: every figure measured against its baseline in the same run.
+//!
+//! The machines are shared and noisy, so a figure never compares against a number remembered
+//! from another day: it runs its subject and its baseline alternately (ABBA order, so a drift in
+//! the machine's load hits both alike), several rounds after a warm-up, and reports the median
+//! and the range of each. A table goes to stdout, the same as JSON to `target/bench/report.json`
+//! and as Markdown to `target/bench/report.md`; a missed target makes the run fail unless
+//! `--no-fail` is given.
+
+mod concurrency;
+mod create;
+mod measure;
+mod registry;
+mod report;
+mod startup;
+mod stream;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use xshell::{Shell, cmd};
+
+pub use measure::{Series, Unit};
+
+use crate::setup::{self, Purpose};
+
+const USAGE: &str = "\
+cargo xtask bench [--no-fail] [--rounds N] [FIGURE...]
+
+Measures each figure against its baseline in the same run and fails when a target is missed.
+FIGURE is a number or a name (default: all):";
+
+/// One figure of the performance page: a function that measures a named comparison.
+pub struct Figure {
+    pub number: u8,
+    /// The name that selects it on the command line.
+    pub name: &'static str,
+    pub title: &'static str,
+    pub measure: fn(&Bench) -> anyhow::Result<Outcome>,
+}
+
+pub const FIGURES: [Figure; 7] = [
+    Figure {
+        number: 1,
+        name: "create",
+        title: "orchestration overhead: sandboxer create vs packer build",
+        measure: create::measure,
+    },
+    Figure {
+        number: 2,
+        name: "dispatch",
+        title: "dispatch overhead: make remote-build vs sandboxer create",
+        measure: |_| {
+            Ok(Outcome::NotMeasured {
+                needs: "the make remote-build shim",
+            })
+        },
+    },
+    Figure {
+        number: 3,
+        name: "registry",
+        title: "registry scale: list/show/gc over 100, 1,000 and 10,000 records vs cat",
+        measure: registry::measure,
+    },
+    Figure {
+        number: 4,
+        name: "stream",
+        title: "stream throughput and memory: 1 GiB of machine-readable output vs cat",
+        measure: stream::measure,
+    },
+    Figure {
+        number: 5,
+        name: "startup",
+        title: "startup: quick commands vs packer version",
+        measure: startup::measure,
+    },
+    Figure {
+        number: 6,
+        name: "state-hub",
+        title: "slow State Hub: a build with State Hub answering after 2 s vs none",
+        measure: |_| Ok(Outcome::NotMeasured { needs: "State Hub" }),
+    },
+    Figure {
+        number: 7,
+        name: "concurrency",
+        title: "concurrency: 32 creates at max_concurrent = 4 vs 8 waves of 4 packer builds",
+        measure: concurrency::measure,
+    },
+];
+
+/// What a figure found.
+pub enum Outcome {
+    Measured(Vec<Comparison>),
+    /// The feature the figure measures does not exist yet; reported, never a failure.
+    NotMeasured {
+        needs: &'static str,
+    },
+}
+
+/// A subject beside its baseline, and the targets it is held to.
+pub struct Comparison {
+    pub name: String,
+    pub subject: Series,
+    pub baseline: Series,
+    pub checks: Vec<Check>,
+}
+
+/// One target: `value` (in `unit`) must be at most (or at least) `limit`.
+#[derive(Debug, Clone)]
+pub struct Check {
+    pub what: String,
+    pub value: f64,
+    pub limit: f64,
+    pub unit: Unit,
+    pub at_least: bool,
+}
+
+impl Check {
+    pub fn at_most(what: impl Into<String>, value: f64, limit: f64, unit: Unit) -> Check {
+        Check {
+            what: what.into(),
+            value,
+            limit,
+            unit,
+            at_least: false,
+        }
+    }
+
+    pub fn at_least(what: impl Into<String>, value: f64, limit: f64, unit: Unit) -> Check {
+        Check {
+            at_least: true,
+            ..Check::at_most(what, value, limit, unit)
+        }
+    }
+
+    pub fn met(&self) -> bool {
+        if self.at_least {
+            self.value >= self.limit
+        } else {
+            self.value <= self.limit
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        let op = if self.at_least { ">=" } else { "<=" };
+        format!(
+            "{} {} {op} {}",
+            self.what,
+            self.unit.format(self.value),
+            self.unit.format(self.limit)
+        )
+    }
+}
+
+/// Everything a figure needs: where things are, and how many rounds to run.
+pub struct Bench {
+    pub root: PathBuf,
+    pub sandboxer: PathBuf,
+    /// `sandboxer/examples/bench-records.rs`, built with the binary.
+    pub bench_records: PathBuf,
+    /// A directory of its own for each figure, below one that goes away at the end.
+    scratch: PathBuf,
+    rounds: Option<usize>,
+}
+
+impl Bench {
+    /// Rounds to run: `--rounds`, else the figure's own default.
+    pub fn rounds(&self, default: usize) -> usize {
+        self.rounds.unwrap_or(default)
+    }
+
+    /// A fresh, empty directory for one figure.
+    pub fn scratch(&self, name: &str) -> anyhow::Result<PathBuf> {
+        let dir = self.scratch.join(name);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).with_context(|| format!("emptying {}", dir.display()))?;
+        }
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        Ok(dir)
+    }
+
+    pub fn fixture(&self, path: &str) -> PathBuf {
+        self.root.join("tests/fixtures").join(path)
+    }
+
+    /// A `sandboxer` command isolated from the caller's configuration: its own state dir, config
+    /// dir and working directory, no SANDBOXER_* or PACKER_* settings from outside.
+    pub fn sandboxer(&self, state: &Path, cwd: &Path, args: &[&str]) -> std::process::Command {
+        let mut command = std::process::Command::new(&self.sandboxer);
+        scrub_env(&mut command);
+        command
+            .args(args)
+            .current_dir(cwd)
+            .env("SANDBOXER_HOME", state)
+            .env("XDG_CONFIG_HOME", cwd.join(".config"));
+        command
+    }
+
+    /// A `packer` command run as a person would for a build: from the template's directory,
+    /// without Packer's version check (sandboxer turns it off too).
+    pub fn packer(&self, cwd: &Path, tmpdir: &Path, args: &[&str]) -> std::process::Command {
+        let mut command = std::process::Command::new("packer");
+        scrub_env(&mut command);
+        command
+            .args(args)
+            .current_dir(cwd)
+            .env("CHECKPOINT_DISABLE", "1")
+            .env("TMPDIR", tmpdir);
+        command
+    }
+}
+
+pub(super) fn scrub_env(command: &mut std::process::Command) {
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if ["SANDBOXER_", "PACKER_", "PKR_VAR_"]
+            .iter()
+            .any(|prefix| name.starts_with(prefix))
+        {
+            command.env_remove(&*name);
+        }
+    }
+}
+
+struct Options {
+    no_fail: bool,
+    rounds: Option<usize>,
+    figures: Vec<&'static Figure>,
+}
+
+fn parse_args(args: &[&str]) -> anyhow::Result<Options> {
+    let mut options = Options {
+        no_fail: false,
+        rounds: None,
+        figures: Vec::new(),
+    };
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        match *arg {
+            "--no-fail" => options.no_fail = true,
+            "--rounds" => {
+                let rounds = args.next().context("--rounds needs a number")?;
+                let rounds: usize = rounds
+                    .parse()
+                    .ok()
+                    .filter(|rounds| *rounds >= 1)
+                    .with_context(|| format!("--rounds {rounds}: expected a number >= 1"))?;
+                options.rounds = Some(rounds);
+            }
+            "--help" | "-h" => anyhow::bail!("{}", usage()),
+            name => {
+                let figure = FIGURES
+                    .iter()
+                    .find(|figure| figure.name == name || figure.number.to_string() == name)
+                    .with_context(|| format!("unknown figure `{name}`\n\n{}", usage()))?;
+                if !options
+                    .figures
+                    .iter()
+                    .any(|chosen| chosen.number == figure.number)
+                {
+                    options.figures.push(figure);
+                }
+            }
+        }
+    }
+    if options.figures.is_empty() {
+        options.figures = FIGURES.iter().collect();
+    }
+    options.figures.sort_by_key(|figure| figure.number);
+    Ok(options)
+}
+
+fn usage() -> String {
+    let mut text = USAGE.to_owned();
+    for figure in &FIGURES {
+        text.push_str(&format!(
+            "\n  {} {:<12} {}",
+            figure.number, figure.name, figure.title
+        ));
+    }
+    text
+}
+
+pub fn run(sh: &Shell, args: &[&str]) -> anyhow::Result<()> {
+    let options = parse_args(args)?;
+    setup::run(sh, Purpose::Bench)?;
+    let cargo = crate::cargo();
+    cmd!(
+        sh,
+        "{cargo} build --release --quiet --package sandboxer --bin sandboxer --example bench-records"
+    )
+    .run()?;
+    let root = sh.current_dir();
+    let out_dir = root.join("target/bench");
+    std::fs::create_dir_all(&out_dir)?;
+    // Short: Packer's plugin sockets live in the sandbox's TMPDIR, and a Unix socket path may
+    // not exceed 107 bytes.
+    let scratch = std::env::temp_dir().join(format!("sandboxer-bench-{}", std::process::id()));
+    let bench = Bench {
+        sandboxer: root.join("target/release/sandboxer"),
+        bench_records: root.join("target/release/examples/bench-records"),
+        root: root.clone(),
+        scratch: scratch.clone(),
+        rounds: options.rounds,
+    };
+    let machine = report::Machine::read(sh);
+    eprintln!("xtask bench: {}", machine.describe());
+
+    let mut results = Vec::new();
+    for figure in &options.figures {
+        eprintln!("xtask bench: figure {} ({})...", figure.number, figure.name);
+        let outcome = (figure.measure)(&bench)
+            .with_context(|| format!("figure {} ({})", figure.number, figure.name))?;
+        results.push((*figure, outcome));
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+
+    let table = report::table(&results);
+    print!("{table}");
+    std::fs::write(
+        out_dir.join("report.md"),
+        report::markdown(&machine, &results),
+    )?;
+    let json = report::json(&machine, &results);
+    std::fs::write(
+        out_dir.join("report.json"),
+        serde_json::to_string_pretty(&json)? + "\n",
+    )?;
+    eprintln!(
+        "xtask bench: wrote {} and report.md",
+        out_dir.join("report.json").display()
+    );
+
+    let missed: Vec<String> = results
+        .iter()
+        .flat_map(|(figure, outcome)| match outcome {
+            Outcome::Measured(comparisons) => comparisons
+                .iter()
+                .flat_map(|comparison| {
+                    comparison
+                        .checks
+                        .iter()
+                        .filter(|check| !check.met())
+                        .map(move |check| {
+                            format!(
+                                "figure {} {}: {}",
+                                figure.number,
+                                comparison.name,
+                                check.describe()
+                            )
+                        })
+                })
+                .collect::<Vec<_>>(),
+            Outcome::NotMeasured { .. } => Vec::new(),
+        })
+        .collect();
+    if missed.is_empty() {
+        eprintln!("xtask bench: every target met");
+        return Ok(());
+    }
+    let list = missed.join("\n  ");
+    if options.no_fail {
+        eprintln!("xtask bench: missed (ignored with --no-fail):\n  {list}");
+        return Ok(());
+    }
+    anyhow::bail!("{} target(s) missed:\n  {list}", missed.len())
+}
