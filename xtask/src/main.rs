@@ -7,6 +7,7 @@ mod bench_hub;
 mod check;
 mod custodian;
 mod demo;
+mod fuzz;
 mod install;
 mod man;
 mod setup;
@@ -21,7 +22,10 @@ cargo xtask <task>
 tasks:
   setup [--for demo|test]  install missing system packages (apt-get; needs root)
   demo                     setup, then build the bundled example OVA through sandboxer
-  check                    setup, then fmt --check, clippy -D warnings, every test, verify-shim
+  check                    setup, then fmt --check, clippy -D warnings, every test, verify-shim,
+                           a short fuzz run
+  fuzz --ci | fuzz TARGET [SECONDS]
+                           coverage-guided fuzzing (cargo-fuzz); --ci: every target briefly
   bench [--no-fail] [--rounds N] [FIGURE...]
                            every performance figure against its baseline, measured in one
                            run; fails when a target is missed (`bench --help` lists figures)
@@ -76,6 +80,7 @@ fn main() -> anyhow::Result<()> {
         }
         ["bench-dispatch"] => bench_dispatch_task(&sh),
         ["verify-shim"] => verify_shim::run_task(&sh),
+        ["fuzz", rest @ ..] => fuzz::run(&sh, rest),
         [] | ["help" | "--help" | "-h"] => {
             print!("{HELP}");
             Ok(())

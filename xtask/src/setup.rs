@@ -19,7 +19,8 @@ const DEMO_TOOLS: &[(&str, &str)] = &[
 /// What the tests run besides the demo's tools: `make` runs the `make remote-build` shim,
 /// `kill` signals builds, `strace` injects a SIGKILL at a chosen system call, `shellcheck` checks
 /// the shipped scripts; the attach tests run a real sshd on loopback and reach it with the
-/// system ssh, with keys ssh-keygen makes at test time.
+/// system ssh, with keys ssh-keygen makes at test time; g++ builds libFuzzer for `cargo xtask
+/// fuzz`.
 const TEST_TOOLS: &[(&str, &str)] = &[
     ("make", "make"),
     ("shellcheck", "shellcheck"),
@@ -28,6 +29,7 @@ const TEST_TOOLS: &[(&str, &str)] = &[
     ("ssh", "openssh-client"),
     ("ssh-keygen", "openssh-client"),
     ("sshd", "openssh-server"),
+    ("g++", "g++"),
 ];
 /// GNU time reports a run's peak memory; make runs `make remote-build` (bench-dispatch).
 const BENCH_TOOLS: &[(&str, &str)] = &[("time", "time"), ("make", "make")];
@@ -45,6 +47,10 @@ pub fn run(sh: &Shell, purpose: Purpose) -> anyhow::Result<()> {
         .map(|(_, package)| *package)
         .collect();
     missing.dedup();
+    if purpose == Purpose::Test {
+        // From crates.io, not Debian: the fuzz targets' runner.
+        crate::fuzz::install_cargo_fuzz(sh)?;
+    }
     if missing.is_empty() {
         eprintln!("xtask setup: all tools present");
         return Ok(());

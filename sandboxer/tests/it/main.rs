@@ -7,6 +7,8 @@
 mod attach;
 mod cli;
 mod common;
+mod fuzz;
+mod hostile;
 mod history;
 mod hub_server;
 mod lifecycle;
