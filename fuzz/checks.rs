@@ -13,8 +13,11 @@ use sandboxer::ext::vm_packer::machine_readable::{self, Report};
 use sandboxer::profile::{self, Source};
 use sandboxer::redact::Redactor;
 
+/// A fuzz target's check: panics when the input breaks an invariant.
+pub type Check = fn(&[u8]);
+
 /// Every fuzz target: its name (the directory of its corpus) and its check.
-pub const TARGETS: [(&str, fn(&[u8])); 5] = [
+pub const TARGETS: [(&str, Check); 5] = [
     ("profile", profile),
     ("input", input),
     ("duration", duration),

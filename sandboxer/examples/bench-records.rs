@@ -34,7 +34,7 @@ fn record(id: &str, index: usize, now: Timestamp) -> Record {
     let age = SignedDuration::from_mins(i64::try_from(index % 600).unwrap_or(0));
     let created_at = now - age - SignedDuration::from_hours(1);
     // Every third sandbox outlived its TTL; the others have hours left.
-    let expires_at = if index % 3 == 0 {
+    let expires_at = if index.is_multiple_of(3) {
         created_at + SignedDuration::from_mins(30)
     } else {
         now + SignedDuration::from_hours(12)
