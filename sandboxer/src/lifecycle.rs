@@ -220,11 +220,13 @@ pub fn create(
         &profile.placement.host,
         profile.placement.max_concurrent.map(|max| max.get()),
     );
-    // With --no-wait, a full host is refused before anything is recorded.
-    let mut slot = if request.no_wait {
-        Some(placement_host.try_acquire()?)
-    } else {
-        None
+    // A slot free right now is taken before the record is written, so the record is born
+    // `provisioning` (one write with its fsyncs instead of two). With --no-wait, a full host is
+    // refused before anything is recorded; otherwise the create queues once it is recorded.
+    let mut slot = match placement_host.try_acquire() {
+        Ok(slot) => Some(slot),
+        Err(err) if !request.no_wait && kind_of(&err) == ErrorKind::PlacementFull => None,
+        Err(err) => return Err(err),
     };
 
     let now = Timestamp::now();
@@ -250,7 +252,11 @@ pub fn create(
         profile_source: profile.source.to_string(),
         extension: extension.id().to_owned(),
         mode: inputs.mode().unwrap_or("default").to_owned(),
-        state: State::Pending,
+        state: if slot.is_some() {
+            State::Provisioning
+        } else {
+            State::Pending
+        },
         state_reason: None,
         created_at: now,
         updated_at: now,
@@ -258,12 +264,12 @@ pub fn create(
         inputs: inputs.redacted(),
         placement: Placement {
             host: profile.placement.host.clone(),
-            slot: None,
+            slot: slot.as_ref().and_then(|slot| slot.index),
         },
         owner: Some(owner()),
         artifacts: Vec::new(),
         builds: Vec::new(),
-        log: None,
+        log: slot.is_some().then(|| registry.dirs(id).log),
         claim: claim.as_ref().map(|claim| claim.key.clone()),
         ssh: None,
         forwarded_ports: Vec::new(),
@@ -320,13 +326,16 @@ pub fn create(
                     placement_host: profile.placement.host.clone(),
                     place,
                 });
+            })
+            .and_then(|slot| {
+                registry.update(&id, |record| {
+                    record.state = State::Provisioning;
+                    record.placement.slot = slot.index;
+                    record.log = Some(dirs.log.clone());
+                })?;
+                Ok(slot)
             })?,
         };
-        registry.update(&id, |record| {
-            record.state = State::Provisioning;
-            record.placement.slot = slot.index;
-            record.log = Some(dirs.log.clone());
-        })?;
         stream.publish(Kind::ProvisioningStarted {
             placement_host: profile.placement.host.clone(),
             slot: slot.index,
@@ -528,6 +537,12 @@ fn owner() -> Owner {
 /// Writes the running tool's process group into the record, so another process can find it
 /// (and stop it) if this one dies. Runs behind a [`Background`] worker; of the tool events
 /// that queued up meanwhile only the latest is written.
+///
+/// A tool's exit is not written: the next tool's start replaces the group, and the final
+/// update clears the owner a moment later. If sandboxer dies in between, the record names a
+/// group that was already killed, which `stop_orphaned_build` recognises (it checks that the
+/// group exists and that its leader is the recorded one before signalling). That saves a
+/// record write, with its two fsyncs, on every build's critical path.
 struct Recorder {
     registry: Registry,
     id: String,
@@ -536,7 +551,7 @@ struct Recorder {
 
 impl BatchSink for Recorder {
     fn wants(event: &Event) -> bool {
-        matches!(event, Event::ToolStarted { .. } | Event::ToolExited)
+        matches!(event, Event::ToolStarted { .. })
     }
 
     fn emit_batch(&mut self, events: &[Event]) {

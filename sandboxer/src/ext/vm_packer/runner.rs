@@ -2,8 +2,8 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::CommandExt as _;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
+use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -233,7 +233,7 @@ pub fn run(
     progress.emit(&Event::ToolStarted { pgid: pid });
 
     let mut report = Report::default();
-    let finished = AtomicBool::new(false);
+    let finished = Finished::default();
     let streamed: anyhow::Result<()> = std::thread::scope(|scope| {
         scope.spawn(|| {
             watch_group(
@@ -262,7 +262,7 @@ pub fn run(
         let read = reading
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        finished.store(true, Ordering::SeqCst);
+        finished.set();
         read.and(logged.context("writing the log"))
     });
     cancel.unwatch_group();
@@ -380,6 +380,30 @@ fn stream(
     }
 }
 
+/// Set when Packer's output has ended; wakes the watcher at once instead of at its next tick.
+#[derive(Default)]
+struct Finished {
+    done: Mutex<bool>,
+    changed: Condvar,
+}
+
+impl Finished {
+    fn set(&self) {
+        *self.done.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = true;
+        self.changed.notify_all();
+    }
+
+    /// Waits up to `timeout` for [`Finished::set`]; whether it has been set.
+    fn wait(&self, timeout: Duration) -> bool {
+        let done = self.done.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let (done, _) = self
+            .changed
+            .wait_timeout_while(done, timeout, |done| !*done)
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        *done
+    }
+}
+
 /// How long processes left in the group may keep Packer's output open after Packer exited.
 const STRAGGLER_GRACE: Duration = Duration::from_secs(2);
 
@@ -389,12 +413,12 @@ const STRAGGLER_GRACE: Duration = Duration::from_secs(2);
 fn watch_group(
     pgid: u32,
     leader_started: Option<u64>,
-    finished: &AtomicBool,
+    finished: &Finished,
     cancel: &Cancel,
     cancel_timeout: Duration,
 ) {
     let mut leader_gone_at: Option<Instant> = None;
-    while !finished.load(Ordering::SeqCst) {
+    loop {
         let cancel_overdue = cancel
             .requested_at()
             .is_some_and(|at| at.elapsed() >= cancel_timeout);
@@ -407,7 +431,10 @@ fn watch_group(
         if cancel_overdue || stragglers_overdue {
             let _ = process::signal_group(pgid, rustix::process::Signal::KILL);
         }
-        std::thread::sleep(Duration::from_millis(20));
+        // Woken at once when the stream ends: the build's caller waits for this thread.
+        if finished.wait(Duration::from_millis(20)) {
+            return;
+        }
     }
 }
 
