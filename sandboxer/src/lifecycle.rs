@@ -321,20 +321,21 @@ pub fn create(
     let outcome = (|| {
         let slot = match slot.take() {
             Some(slot) => slot,
-            None => placement_host.acquire(cancel, |place| {
-                stream.publish(Kind::Queued {
-                    placement_host: profile.placement.host.clone(),
-                    place,
-                });
-            })
-            .and_then(|slot| {
-                registry.update(&id, |record| {
-                    record.state = State::Provisioning;
-                    record.placement.slot = slot.index;
-                    record.log = Some(dirs.log.clone());
-                })?;
-                Ok(slot)
-            })?,
+            None => placement_host
+                .acquire(cancel, |place| {
+                    stream.publish(Kind::Queued {
+                        placement_host: profile.placement.host.clone(),
+                        place,
+                    });
+                })
+                .and_then(|slot| {
+                    registry.update(&id, |record| {
+                        record.state = State::Provisioning;
+                        record.placement.slot = slot.index;
+                        record.log = Some(dirs.log.clone());
+                    })?;
+                    Ok(slot)
+                })?,
         };
         stream.publish(Kind::ProvisioningStarted {
             placement_host: profile.placement.host.clone(),

@@ -25,9 +25,10 @@ pub use measure::{Series, Unit};
 use crate::setup::{self, Purpose};
 
 const USAGE: &str = "\
-cargo xtask bench [--no-fail] [--rounds N] [FIGURE...]
+cargo xtask bench [--no-fail] [--rounds N] [--keep-scratch] [FIGURE...]
 
 Measures each figure against its baseline in the same run and fails when a target is missed.
+--keep-scratch keeps the generated inputs (state dirs, Packer output) for profiling.
 FIGURE is a number or a name (default: all):";
 
 /// One figure of the performance page: a function that measures a named comparison.
@@ -224,6 +225,7 @@ pub(super) fn scrub_env(command: &mut std::process::Command) {
 
 struct Options {
     no_fail: bool,
+    keep_scratch: bool,
     rounds: Option<usize>,
     figures: Vec<&'static Figure>,
 }
@@ -231,6 +233,7 @@ struct Options {
 fn parse_args(args: &[&str]) -> anyhow::Result<Options> {
     let mut options = Options {
         no_fail: false,
+        keep_scratch: false,
         rounds: None,
         figures: Vec::new(),
     };
@@ -238,6 +241,7 @@ fn parse_args(args: &[&str]) -> anyhow::Result<Options> {
     while let Some(arg) = args.next() {
         match *arg {
             "--no-fail" => options.no_fail = true,
+            "--keep-scratch" => options.keep_scratch = true,
             "--rounds" => {
                 let rounds = args.next().context("--rounds needs a number")?;
                 let rounds: usize = rounds
@@ -313,7 +317,11 @@ pub fn run(sh: &Shell, args: &[&str]) -> anyhow::Result<()> {
             .with_context(|| format!("figure {} ({})", figure.number, figure.name))?;
         results.push((*figure, outcome));
     }
-    let _ = std::fs::remove_dir_all(&scratch);
+    if options.keep_scratch {
+        eprintln!("xtask bench: kept {}", scratch.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&scratch);
+    }
 
     let table = report::table(&results);
     print!("{table}");

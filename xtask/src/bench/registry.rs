@@ -112,7 +112,6 @@ pub fn measure(bench: &Bench) -> anyhow::Result<Outcome> {
             baseline: Series::millis("cat 1 record file", &floor),
             checks,
         });
-        std::fs::remove_dir_all(&state)?;
     }
     Ok(Outcome::Measured(comparisons))
 }

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;
-use std::io::{LineWriter, Write as _};
+use std::io::{BufWriter, Write as _};
 use std::os::unix::fs::OpenOptionsExt as _;
 
 use anyhow::Context as _;
@@ -459,8 +459,10 @@ impl Build {
             .mode(0o600)
             .open(&dirs.log)
             .with_context(|| format!("opening log {}", dirs.log))?;
-        // Line-buffered, so `tail -f` on the log follows the build as it runs.
-        let mut log = LineWriter::new(log_file);
+        // Buffered, and flushed whenever Packer's output runs dry (see `runner::run`): `tail -f`
+        // follows the build as it runs, and a flood of output costs one write per 64 KiB, not
+        // one per line.
+        let mut log = BufWriter::with_capacity(64 * 1024, log_file);
         if let Some(reason) = &template.unread_reason {
             progress.note(format!("could not read the template's variables ({reason}); passing all of them and letting Packer judge"));
         }

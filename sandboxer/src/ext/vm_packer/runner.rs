@@ -293,17 +293,27 @@ pub fn run(
 const LINES_IN_FLIGHT: usize = 16;
 
 /// Reads Packer's output line by line (each at most [`MAX_LINE`] bytes) into `lines`.
-fn read_lines(reader: &duct::ReaderHandle, lines: mpsc::SyncSender<Vec<u8>>) -> anyhow::Result<()> {
-    let mut input = BufReader::new(reader);
+fn read_lines(reader: &duct::ReaderHandle, lines: mpsc::SyncSender<RawLine>) -> anyhow::Result<()> {
+    // As large as a pipe's buffer, so one read takes all Packer has written.
+    let mut input = BufReader::with_capacity(64 * 1024, reader);
     loop {
-        let mut buffer = Vec::with_capacity(256);
-        if read_bounded_line(&mut input, &mut buffer, MAX_LINE)? == 0 {
+        let mut bytes = Vec::with_capacity(256);
+        let read = read_bounded_line(&mut input, &mut bytes, MAX_LINE)?;
+        if read == 0 {
             return Ok(());
         }
-        if lines.send(buffer).is_err() {
+        let cut = read > bytes.len();
+        if lines.send(RawLine { bytes, cut }).is_err() {
             return Ok(()); // the stream ended first
         }
     }
+}
+
+/// A line of Packer's output as read, at most [`MAX_LINE`] bytes of it.
+struct RawLine {
+    bytes: Vec<u8>,
+    /// The rest of the line was dropped.
+    cut: bool,
 }
 
 /// Hands what a line means to the progress stream.
@@ -331,7 +341,7 @@ fn publish(progress: &mut dyn Progress, notice: Notice) {
 /// been silent for the invocation's heartbeat interval.
 fn stream(
     invocation: &Invocation<'_>,
-    lines: mpsc::Receiver<Vec<u8>>,
+    lines: mpsc::Receiver<RawLine>,
     log: &mut dyn Write,
     redactor: &Redactor,
     progress: &mut dyn Progress,
@@ -340,34 +350,51 @@ fn stream(
 ) -> std::io::Result<()> {
     let mut last_heard = Instant::now();
     loop {
-        let buffer = match invocation.heartbeat {
-            None => match lines.recv() {
-                Ok(buffer) => buffer,
-                Err(mpsc::RecvError) => return Ok(()),
-            },
-            Some(interval) => {
-                let wait = interval.saturating_sub(last_heard.elapsed());
-                match lines.recv_timeout(wait) {
-                    Ok(buffer) => buffer,
-                    Err(mpsc::RecvTimeoutError::Timeout) => {
-                        let step = report
-                            .current_step()
-                            .map(|step| format!("{}: {}", step.build, step.name))
-                            .unwrap_or_else(|| invocation.name());
-                        progress.publish(Kind::Heartbeat {
-                            step,
-                            silent: last_heard.elapsed(),
-                        });
-                        // The next one after another full interval of silence.
-                        last_heard = Instant::now();
-                        continue;
+        let waiting = match lines.try_recv() {
+            Ok(line) => Some(line),
+            Err(mpsc::TryRecvError::Empty) => None,
+            Err(mpsc::TryRecvError::Disconnected) => return Ok(()),
+        };
+        let line = match waiting {
+            Some(line) => line,
+            // Everything read so far is handled and Packer has said nothing more yet: let the
+            // log catch up, so that `tail -f` shows the build as it runs.
+            None => match log.flush() {
+                Err(err) => return Err(err),
+                Ok(()) => match invocation.heartbeat {
+                    None => match lines.recv() {
+                        Ok(buffer) => buffer,
+                        Err(mpsc::RecvError) => return Ok(()),
+                    },
+                    Some(interval) => {
+                        let wait = interval.saturating_sub(last_heard.elapsed());
+                        match lines.recv_timeout(wait) {
+                            Ok(buffer) => buffer,
+                            Err(mpsc::RecvTimeoutError::Timeout) => {
+                                let step = report
+                                    .current_step()
+                                    .map(|step| format!("{}: {}", step.build, step.name))
+                                    .unwrap_or_else(|| invocation.name());
+                                progress.publish(Kind::Heartbeat {
+                                    step,
+                                    silent: last_heard.elapsed(),
+                                });
+                                // The next one after another full interval of silence.
+                                last_heard = Instant::now();
+                                continue;
+                            }
+                            Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
+                        }
                     }
-                    Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
-                }
-            }
+                },
+            },
         };
         last_heard = Instant::now();
-        let raw = String::from_utf8_lossy(&buffer);
+        // Validation alone is much faster than the lossy conversion, and almost every line passes.
+        let raw = match std::str::from_utf8(&line.bytes) {
+            Ok(text) => std::borrow::Cow::Borrowed(text),
+            Err(_) => String::from_utf8_lossy(&line.bytes),
+        };
         let line = redactor.redact(&raw);
         log.write_all(line.as_bytes())?;
         if !line.ends_with('\n') {
@@ -389,13 +416,19 @@ struct Finished {
 
 impl Finished {
     fn set(&self) {
-        *self.done.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = true;
+        *self
+            .done
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = true;
         self.changed.notify_all();
     }
 
     /// Waits up to `timeout` for [`Finished::set`]; whether it has been set.
     fn wait(&self, timeout: Duration) -> bool {
-        let done = self.done.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let done = self
+            .done
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let (done, _) = self
             .changed
             .wait_timeout_while(done, timeout, |done| !*done)
