@@ -3,6 +3,11 @@
 //!
 //! Slots and queue tickets are files held with OS locks, so a process that dies (even by
 //! SIGKILL) gives its slot or its place back without anyone cleaning up after it.
+//!
+//! Waiters do not poll on a clock: a released slot rings a doorbell (a rename in the host's
+//! directory) and a ticket leaving the queue is a deletion, both of which wake every waiter
+//! through inotify at once. A holder killed outright rings nothing, so waiters still look
+//! again after [`FALLBACK_POLL`].
 
 use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::DirBuilderExt as _;
@@ -15,22 +20,106 @@ use crate::cancel::Cancel;
 use crate::error::{Error, ErrorKind};
 use crate::files::open_lock_file;
 
-/// How often a queued `create` looks again.
-const POLL: Duration = Duration::from_millis(100);
+/// The longest a queued `create` waits before it looks again when nothing woke it: a slot
+/// whose holder was killed outright (no doorbell), or inotify unavailable.
+pub const FALLBACK_POLL: Duration = Duration::from_millis(100);
+
+/// The file a released slot renames into place to wake the waiters.
+const DOORBELL: &str = "released";
 
 /// A held slot; released when dropped or when the process dies.
 #[derive(Debug)]
 pub struct Slot {
     /// `None` when the host has no limit.
     pub index: Option<u32>,
-    _file: Option<File>,
+    file: Option<File>,
+    /// The host's directory, whose doorbell the release rings.
+    dir: Option<Utf8PathBuf>,
 }
 
 impl Slot {
     fn unlimited() -> Slot {
         Slot {
             index: None,
-            _file: None,
+            file: None,
+            dir: None,
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        // Unlocked first, so that whoever the bell wakes finds the slot free.
+        drop(self.file.take());
+        if let Some(dir) = &self.dir {
+            ring(dir);
+        }
+    }
+}
+
+/// Wakes the waiters of a host: a rename into its directory, which is what they watch for.
+/// Best effort: a waiter that misses it looks again after [`FALLBACK_POLL`].
+fn ring(dir: &Utf8Path) {
+    let pending = dir.join(format!(".{DOORBELL}-{}", std::process::id()));
+    if fs::write(&pending, b"").is_ok() && fs::rename(&pending, dir.join(DOORBELL)).is_err() {
+        let _ = fs::remove_file(&pending);
+    }
+}
+
+/// What a waiter sleeps on: inotify on the host's directory (doorbell renames, which only the
+/// head of the queue cares about) and on its queue (tickets leaving, which move everyone up).
+struct Wakeup {
+    bell: Option<rustix::fd::OwnedFd>,
+    queue: Option<rustix::fd::OwnedFd>,
+}
+
+impl Wakeup {
+    /// Set up before the waiter first looks at the slots, so no release can slip in between.
+    fn watch(dir: &Utf8Path) -> Wakeup {
+        use rustix::fs::inotify;
+        let watch = |path: &Utf8Path, what: inotify::WatchFlags| {
+            let fd = inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK)
+                .ok()?;
+            inotify::add_watch(&fd, path.as_str(), what).ok()?;
+            Some(fd)
+        };
+        Wakeup {
+            bell: watch(dir, inotify::WatchFlags::MOVED_TO),
+            queue: watch(&dir.join("queue"), inotify::WatchFlags::DELETE),
+        }
+    }
+
+    /// Returns when a ticket left the queue (or, for the head of the queue, a slot was released):
+    /// `true`; or after [`FALLBACK_POLL`]: `false`.
+    fn wait(&self, head: bool) -> bool {
+        use rustix::event::{PollFd, PollFlags, Timespec};
+        let (Some(bell), Some(queue)) = (&self.bell, &self.queue) else {
+            std::thread::sleep(FALLBACK_POLL);
+            return false;
+        };
+        let timeout = Timespec {
+            tv_sec: 0,
+            tv_nsec: i64::try_from(FALLBACK_POLL.as_nanos()).unwrap_or(100_000_000),
+        };
+        let mut fds = [
+            PollFd::new(queue, PollFlags::IN),
+            PollFd::new(bell, PollFlags::IN),
+        ];
+        let watched = if head { 2 } else { 1 };
+        match rustix::event::poll(&mut fds[..watched], Some(&timeout)) {
+            Ok(0) => false,
+            Ok(_) => {
+                // What changed does not matter, only that something did.
+                let mut buffer = [0u8; 4096];
+                for fd in [queue, bell].into_iter().take(watched) {
+                    while matches!(rustix::io::read(fd, &mut buffer), Ok(read) if read > 0) {}
+                }
+                true
+            }
+            Err(_) => {
+                std::thread::sleep(FALLBACK_POLL);
+                false
+            }
         }
     }
 }
@@ -88,8 +177,13 @@ impl HostSlots {
             return Ok(Slot::unlimited());
         };
         self.prepare()?;
+        let wakeup = Wakeup::watch(&self.dir);
         let ticket = Ticket::take(&self.dir.join("queue"))?;
         let mut last_place = None;
+        // Woken by a change, the waiter only counts the tickets ahead; on a quiet tick it also
+        // checks that their waiters live (a killed waiter leaves its ticket behind). Checking
+        // every ticket on every wakeup would cost each of n waiters n opens per change.
+        let mut woken_by_change = false;
         loop {
             if let Some(signal) = cancel.requested() {
                 return Err(crate::cancel::cancelled_error(
@@ -97,7 +191,11 @@ impl HostSlots {
                     "while waiting for a placement slot",
                 ));
             }
-            let ahead = self.live_tickets_before(Some(&ticket.name))?;
+            let ahead = if woken_by_change {
+                self.tickets_before(&ticket.name)?.len()
+            } else {
+                self.live_tickets_before(Some(&ticket.name))?
+            };
             if ahead == 0
                 && let Some(slot) = self.try_slots(max)?
             {
@@ -109,7 +207,7 @@ impl HostSlots {
                 on_wait(place);
                 last_place = Some(place);
             }
-            std::thread::sleep(POLL);
+            woken_by_change = wakeup.wait(ahead == 0);
         }
     }
 
@@ -128,7 +226,8 @@ impl HostSlots {
                 Ok(()) => {
                     return Ok(Some(Slot {
                         index: Some(index),
-                        _file: Some(file),
+                        file: Some(file),
+                        dir: Some(self.dir.clone()),
                     }));
                 }
                 Err(fs::TryLockError::WouldBlock) => {}
@@ -141,9 +240,8 @@ impl HostSlots {
         Ok(None)
     }
 
-    /// Counts queue tickets that sort before `mine` and whose owner is alive; removes tickets
-    /// left by dead waiters.
-    fn live_tickets_before(&self, mine: Option<&str>) -> anyhow::Result<usize> {
+    /// Names of the queue tickets that sort before `mine`, live or not.
+    fn tickets_before(&self, mine: &str) -> anyhow::Result<Vec<String>> {
         let queue = self.dir.join("queue");
         let mut names: Vec<String> = Vec::new();
         for entry in queue
@@ -154,10 +252,21 @@ impl HostSlots {
                 .with_context(|| format!("reading {queue}"))?
                 .file_name()
                 .to_owned();
-            if !name.starts_with('.') && mine.is_none_or(|mine| name.as_str() < mine) {
+            if !name.starts_with('.') && name.as_str() < mine {
                 names.push(name);
             }
         }
+        Ok(names)
+    }
+
+    /// Counts queue tickets that sort before `mine` and whose owner is alive; removes tickets
+    /// left by dead waiters.
+    fn live_tickets_before(&self, mine: Option<&str>) -> anyhow::Result<usize> {
+        let queue = self.dir.join("queue");
+        let names = match mine {
+            Some(mine) => self.tickets_before(mine)?,
+            None => self.tickets_before("~")?, // sorts after every ticket name
+        };
         let mut live = 0;
         for name in names {
             let path = queue.join(&name);

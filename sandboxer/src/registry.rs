@@ -264,10 +264,13 @@ impl Registry {
         {
             return Err(usage(format!("invalid sandbox id {id_or_prefix:?}")));
         }
-        let ids = self.ids()?;
-        if ids.iter().any(|id| id == id_or_prefix) {
+        // An exact id is found with one stat, so `show ID` costs the same among 10 sandboxes
+        // as among 10,000; only a prefix needs the listing. (The check above keeps `/` and
+        // `.` out, so this never leaves `sandboxes/` nor finds a staging directory.)
+        if self.root.join("sandboxes").join(id_or_prefix).is_dir() {
             return Ok(id_or_prefix.to_owned());
         }
+        let ids = self.ids()?;
         let matches: Vec<&String> = ids
             .iter()
             .filter(|id| id.starts_with(id_or_prefix))
