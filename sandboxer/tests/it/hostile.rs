@@ -338,6 +338,33 @@ fn hostile_inputs_get_clear_errors_and_stable_exit_codes() {
     );
 }
 
+/// Packer's plugins listen on Unix sockets in its TMPDIR (the sandbox's `work/` by default), and
+/// a socket path may not exceed 107 bytes: Packer crashed under a deep state dir.
+#[test]
+fn a_state_dir_too_deep_for_packers_sockets_still_builds() {
+    require_tool("packer");
+    let plain = Sandboxer::new();
+    let deep = plain
+        .root()
+        .join("a".repeat(60))
+        .join("b".repeat(60))
+        .join("state");
+    let sandboxer = plain.with_state_dir(deep);
+    let template = sandboxer.fixture("quick");
+    let run = sandboxer.run(&[
+        "create",
+        "--profile",
+        "vm-packer-build",
+        "-i",
+        "vm_name=deep",
+        "-i",
+        &format!("packer_template={template}"),
+        "--json",
+    ]);
+    let record = run.success().json();
+    assert_eq!(record["state"], "ready");
+}
+
 fn check(row: &Row) -> Result<(), String> {
     let mut sandboxer = Sandboxer::new();
     let bystander_record = record_json(BYSTANDER);

@@ -449,6 +449,12 @@ impl Build {
         for dir in [&dirs.work, &dirs.output] {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {dir}"))?;
         }
+        let short_tmpdir = short_tmpdir_for(&dirs.work)?;
+        let tmpdir = match &short_tmpdir {
+            Some(short) => Utf8Path::from_path(short.path())
+                .context("the temporary directory is not UTF-8")?,
+            None => dirs.work.as_path(),
+        };
         let redactor = Redactor::new(
             self.secrets(&dirs.output, placement_host),
             &[machine_readable::encode],
@@ -494,7 +500,7 @@ impl Build {
                     packer,
                     args: vec!["init".to_owned(), template.path.to_string()],
                     workdir: &template.workdir,
-                    tmpdir: &dirs.work,
+                    tmpdir,
                     cancel_timeout: env.cancel_timeout,
                     heartbeat: env.heartbeat,
                 };
@@ -520,7 +526,7 @@ impl Build {
             packer,
             args,
             workdir: &template.workdir,
-            tmpdir: &dirs.work,
+            tmpdir,
             cancel_timeout: env.cancel_timeout,
             heartbeat: env.heartbeat,
         };
@@ -763,6 +769,28 @@ impl Build {
 
 /// Writes variables to a JSON var file only this user can read (Packer reads JSON var files for
 /// HCL2 and legacy templates alike). It lives in the run's TMPDIR, removed after the run.
+/// The longest `TMPDIR` Packer can use: its plugins listen on Unix sockets named
+/// `$TMPDIR/packer-plugin<10 digits>`, and a socket path may not exceed 107 bytes (Packer
+/// crashes with "bind: invalid argument" past that).
+const MAX_PACKER_TMPDIR: usize = 107 - "/packer-plugin".len() - 10;
+
+/// A short private directory to stand in for `work` as Packer's `TMPDIR` when `work` (below a
+/// deep state dir) is too long for Packer's sockets; removed when dropped, as `work` is.
+fn short_tmpdir_for(work: &Utf8Path) -> anyhow::Result<Option<tempfile::TempDir>> {
+    if work.as_str().len() <= MAX_PACKER_TMPDIR {
+        return Ok(None);
+    }
+    let mut parent = std::env::temp_dir();
+    if parent.as_os_str().len() > MAX_PACKER_TMPDIR - 20 {
+        parent = "/tmp".into();
+    }
+    tempfile::Builder::new()
+        .prefix("sandboxer-")
+        .tempdir_in(&parent)
+        .map(Some)
+        .with_context(|| format!("creating a short TMPDIR for packer in {}", parent.display()))
+}
+
 fn write_var_file(path: &Utf8Path, vars: &BTreeMap<String, String>) -> anyhow::Result<()> {
     use std::io::Write as _;
     let mut file = OpenOptions::new()
