@@ -44,18 +44,25 @@ pub fn profile(data: &[u8]) {
     }
 }
 
-/// `--input KEY=VALUE`: the key is what precedes the first `=`, trimmed and not empty; the value
-/// is the rest, exactly.
+/// `--input KEY=VALUE` and `KEY+=VALUE`: the key is what precedes the first `=` (less a `+`
+/// that appends), trimmed and not empty; the value is the rest, exactly.
 pub fn input(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return; // clap refuses non-UTF-8 arguments before the parser sees them
     };
     match sandboxer::inputs::parse_assignment(text) {
-        Ok((key, value)) => {
+        Ok(assignment) => {
             let (raw_key, raw_value) = text.split_once('=').expect("an accepted input has `=`");
-            assert_eq!(key, raw_key.trim());
-            assert!(!key.is_empty() && !key.contains('='));
-            assert_eq!(value, raw_value);
+            let raw_name = match raw_key.strip_suffix('+') {
+                Some(name) => {
+                    assert!(assignment.append, "{text:?}");
+                    name
+                }
+                None => raw_key,
+            };
+            assert_eq!(assignment.name, raw_name.trim());
+            assert!(!assignment.name.is_empty() && !assignment.name.contains('='));
+            assert_eq!(assignment.value, raw_value);
         }
         Err(message) => assert!(message.contains("KEY=VALUE"), "{message}"),
     }

@@ -13,7 +13,10 @@ use std::collections::BTreeMap;
 use anyhow::Context as _;
 use camino::Utf8PathBuf;
 use jiff::{SignedDuration, Timestamp};
-use sandboxer::record::{Artifact, Placement, Record, SCHEMA_VERSION, State};
+use sandboxer::inputs::Value;
+use sandboxer::record::{
+    Artifact, BuildOutcome, BuildRun, Placement, Record, SCHEMA_VERSION, State,
+};
 use sandboxer::registry::Registry;
 
 fn main() -> anyhow::Result<()> {
@@ -61,21 +64,20 @@ fn record(id: &str, index: usize, now: Timestamp) -> Record {
             )),
             bytes: 1_234_567_890,
             sha256: format!("{:064x}", index * 7_919),
+            build: Some("null.example".to_owned()),
         }]
     } else {
         Vec::new()
     };
+    let single = |text: &str| Value::Single(text.to_owned());
     let inputs = BTreeMap::from([
-        ("mode".to_owned(), "build".to_owned()),
+        ("mode".to_owned(), single("build")),
         (
             "packer_template".to_owned(),
-            "builtin:examples/ova/ova.pkr.hcl".to_owned(),
+            single("builtin:examples/ova/ova.pkr.hcl"),
         ),
-        ("vm_name".to_owned(), vm_name),
-        (
-            "var.token".to_owned(),
-            sandboxer::inputs::REDACTED.to_owned(),
-        ),
+        ("vm_name".to_owned(), single(&vm_name)),
+        ("var.token".to_owned(), single(sandboxer::inputs::REDACTED)),
     ]);
     Record {
         schema_version: SCHEMA_VERSION,
@@ -96,6 +98,13 @@ fn record(id: &str, index: usize, now: Timestamp) -> Record {
         },
         owner: None,
         artifacts,
+        builds: vec![BuildRun {
+            name: "null.example".to_owned(),
+            outcome: BuildOutcome::Succeeded,
+        }],
+        claim: None,
+        ssh: None,
+        forwarded_ports: Vec::new(),
         log: Some(Utf8PathBuf::from(format!(
             "/var/lib/sandboxer/sandboxes/{id}/provision.log"
         ))),

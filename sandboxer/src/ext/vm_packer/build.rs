@@ -451,8 +451,9 @@ impl Build {
         }
         let short_tmpdir = short_tmpdir_for(&dirs.work)?;
         let tmpdir = match &short_tmpdir {
-            Some(short) => Utf8Path::from_path(short.path())
-                .context("the temporary directory is not UTF-8")?,
+            Some(short) => {
+                Utf8Path::from_path(short.path()).context("the temporary directory is not UTF-8")?
+            }
             None => dirs.work.as_path(),
         };
         let redactor = Redactor::new(
