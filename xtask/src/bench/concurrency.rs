@@ -24,7 +24,7 @@ pub fn measure(bench: &Bench) -> anyhow::Result<Outcome> {
     std::fs::write(
         profiles.join("profile.bench-waves.toml"),
         format!(
-            "id = \"profile.bench-waves\"\ndescription = \"figure 7\"\nextension = \"ext.vm-packer\"\nttl = \"1h\"\n\n[placement]\nhost = \"bench\"\nmax_concurrent = {MAX_CONCURRENT}\n\n[inputs]\npacker_template = \"quick/quick.pkr.hcl\"\n"
+            "id = \"profile.bench-waves\"\ndescription = \"figure 7\"\nextension = \"ext.vm-packer\"\nttl = \"1h\"\n\n[placement]\nhost = \"bench\"\nmax_concurrent = {MAX_CONCURRENT}\n\n[inputs]\nmode = \"build\"\npacker_template = \"quick/quick.pkr.hcl\"\n"
         ),
     )?;
     let state = dir.join("state");

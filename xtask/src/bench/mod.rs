@@ -96,6 +96,9 @@ pub enum Outcome {
     NotMeasured {
         needs: &'static str,
     },
+    /// The measurement itself failed (a command exited non-zero); reported with the other
+    /// figures' results, and a failure of the run.
+    Broken(String),
 }
 
 /// A subject beside its baseline, and the targets it is held to.
@@ -313,8 +316,13 @@ pub fn run(sh: &Shell, args: &[&str]) -> anyhow::Result<()> {
     let mut results = Vec::new();
     for figure in &options.figures {
         eprintln!("xtask bench: figure {} ({})...", figure.number, figure.name);
-        let outcome = (figure.measure)(&bench)
-            .with_context(|| format!("figure {} ({})", figure.number, figure.name))?;
+        let outcome = (figure.measure)(&bench).unwrap_or_else(|err| {
+            eprintln!(
+                "xtask bench: figure {} could not be measured: {err:#}",
+                figure.number
+            );
+            Outcome::Broken(format!("{err:#}"))
+        });
         results.push((*figure, outcome));
     }
     if options.keep_scratch {
@@ -360,6 +368,7 @@ pub fn run(sh: &Shell, args: &[&str]) -> anyhow::Result<()> {
                 })
                 .collect::<Vec<_>>(),
             Outcome::NotMeasured { .. } => Vec::new(),
+            Outcome::Broken(_) => vec![format!("figure {}: could not be measured", figure.number)],
         })
         .collect();
     if missed.is_empty() {

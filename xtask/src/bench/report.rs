@@ -84,6 +84,20 @@ fn rows(results: &Results<'_>) -> Vec<[String; 6]> {
                 String::new(),
                 "-".to_owned(),
             ]),
+            Outcome::Broken(error) => rows.push([
+                figure.number.to_string(),
+                figure.name.to_owned(),
+                "could not be measured (see stderr)".to_owned(),
+                String::new(),
+                error
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .chars()
+                    .take(80)
+                    .collect(),
+                "BROKEN".to_owned(),
+            ]),
             Outcome::Measured(comparisons) => {
                 for comparison in comparisons {
                     let checks = if comparison.checks.is_empty() {
@@ -230,6 +244,10 @@ pub fn json(machine: &Machine, results: &Results<'_>) -> Value {
                 Outcome::NotMeasured { needs } => {
                     value["measured"] = json!(false);
                     value["not_measured"] = json!(format!("not measured yet: needs {needs}"));
+                }
+                Outcome::Broken(error) => {
+                    value["measured"] = json!(false);
+                    value["error"] = json!(error);
                 }
             }
             value
