@@ -68,6 +68,34 @@ impl Redactor {
         }
         text
     }
+
+    /// Like [`Redactor::redact`], for text cut short (a line longer than a tool's output is
+    /// kept): a secret that began before the cut has only its head left, which `redact` would
+    /// not recognise, so a tail that starts any secret is hidden too.
+    pub fn redact_cut<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        let redacted = self.redact(text);
+        let tail = self
+            .needles
+            .iter()
+            .filter_map(|needle| {
+                let needle = std::str::from_utf8(needle.needle()).ok()?;
+                // Proper prefixes, longest first, cut at character boundaries.
+                let mut lengths: Vec<usize> =
+                    needle.char_indices().map(|(at, _)| at).skip(1).collect();
+                lengths.reverse();
+                lengths
+                    .into_iter()
+                    .find(|&len| redacted.ends_with(&needle[..len]))
+            })
+            .max();
+        match tail {
+            Some(len) => {
+                let keep = &redacted[..redacted.len() - len];
+                Cow::Owned(format!("{keep}{REDACTED}"))
+            }
+            None => redacted,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -112,6 +140,15 @@ mod tests {
             redactor.redact("1,,ui,message,    null.x: second line"),
             "1,,ui,message,    null.x: <redacted>"
         );
+    }
+
+    #[test]
+    fn a_secret_cut_short_is_hidden_too() {
+        let redactor = Redactor::new(["s3cr,et".to_owned()], &[packer_escape]);
+        assert_eq!(redactor.redact_cut("token s3cr"), "token <redacted>");
+        assert_eq!(redactor.redact_cut("token s3cr%!(PACK"), "token <redacted>");
+        assert_eq!(redactor.redact_cut("a s3cr,et b"), "a <redacted> b");
+        assert_eq!(redactor.redact_cut("nothing"), "nothing");
     }
 
     #[test]

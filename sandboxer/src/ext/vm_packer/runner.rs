@@ -395,7 +395,11 @@ fn stream(
             Ok(text) => std::borrow::Cow::Borrowed(text),
             Err(_) => String::from_utf8_lossy(&line.bytes),
         };
-        let line = redactor.redact(&raw);
+        let line = if line.cut {
+            redactor.redact_cut(&raw) // a secret may straddle the cut
+        } else {
+            redactor.redact(&raw)
+        };
         log.write_all(line.as_bytes())?;
         if !line.ends_with('\n') {
             log.write_all(b"\n")?;
