@@ -143,7 +143,7 @@ pub fn machine_readable(data: &[u8]) {
         if let Some(parsed) = machine_readable::parse_line(&line) {
             assert!(!parsed.kind.is_empty());
         }
-        report.observe(&line);
+        report.observe(&line, |_| {});
         let payload = raw.trim_end_matches(['\n', '\r']);
         // Packer's escaping round-trips for text without literal escape sequences in it.
         if !["%!(PACKER_COMMA)", "\\n", "\\r", "\n", "\r"]

@@ -76,14 +76,6 @@ fn rows(results: &Results<'_>) -> Vec<[String; 6]> {
     let mut rows = Vec::new();
     for (figure, outcome) in results {
         match outcome {
-            Outcome::NotMeasured { needs } => rows.push([
-                figure.number.to_string(),
-                figure.name.to_owned(),
-                format!("not measured yet: needs {needs}"),
-                String::new(),
-                String::new(),
-                "-".to_owned(),
-            ]),
             Outcome::Broken(error) => rows.push([
                 figure.number.to_string(),
                 figure.name.to_owned(),
@@ -240,10 +232,6 @@ pub fn json(machine: &Machine, results: &Results<'_>) -> Value {
                 Outcome::Measured(comparisons) => {
                     value["measured"] = json!(true);
                     value["comparisons"] = comparisons.iter().map(comparison).collect();
-                }
-                Outcome::NotMeasured { needs } => {
-                    value["measured"] = json!(false);
-                    value["not_measured"] = json!(format!("not measured yet: needs {needs}"));
                 }
                 Outcome::Broken(error) => {
                     value["measured"] = json!(false);
