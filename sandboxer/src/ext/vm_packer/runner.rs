@@ -244,7 +244,7 @@ pub fn run(
                 invocation.cancel_timeout,
             )
         });
-        let (lines, received) = mpsc::sync_channel(LINES_IN_FLIGHT);
+        let (lines, received) = mpsc::sync_channel(BATCHES_IN_FLIGHT);
         let reading = scope.spawn(|| read_lines(&reader, lines));
         let logged = stream(
             invocation,
@@ -289,22 +289,42 @@ pub fn run(
     Ok(Outcome { exit_code, report })
 }
 
-/// How many lines the reader may be ahead of the stream; bounds memory when sinks are slow.
-const LINES_IN_FLIGHT: usize = 16;
+/// How many batches of lines the reader may be ahead of the stream; with [`BATCH_BYTES`], this
+/// bounds memory when sinks are slow.
+const BATCHES_IN_FLIGHT: usize = 4;
 
-/// Reads Packer's output line by line (each at most [`MAX_LINE`] bytes) into `lines`.
-fn read_lines(reader: &duct::ReaderHandle, lines: mpsc::SyncSender<RawLine>) -> anyhow::Result<()> {
+/// A batch is sent once the reader has nothing more buffered (it would wait for Packer next),
+/// or once it holds this much: one hand-over between the threads per batch, not per line.
+const BATCH_BYTES: usize = 128 * 1024;
+
+/// Reads Packer's output line by line (each at most [`MAX_LINE`] bytes) into `lines`, in batches.
+fn read_lines(
+    reader: &duct::ReaderHandle,
+    lines: mpsc::SyncSender<Vec<RawLine>>,
+) -> anyhow::Result<()> {
     // As large as a pipe's buffer, so one read takes all Packer has written.
     let mut input = BufReader::with_capacity(64 * 1024, reader);
     loop {
-        let mut bytes = Vec::with_capacity(256);
-        let read = read_bounded_line(&mut input, &mut bytes, MAX_LINE)?;
-        if read == 0 {
-            return Ok(());
-        }
-        let cut = read > bytes.len();
-        if lines.send(RawLine { bytes, cut }).is_err() {
+        let mut batch = Vec::new();
+        let mut batch_bytes = 0;
+        let ended = loop {
+            let mut bytes = Vec::with_capacity(256);
+            let read = read_bounded_line(&mut input, &mut bytes, MAX_LINE)?;
+            if read == 0 {
+                break true;
+            }
+            batch_bytes += bytes.len();
+            let cut = read > bytes.len();
+            batch.push(RawLine { bytes, cut });
+            if input.buffer().is_empty() || batch_bytes >= BATCH_BYTES {
+                break false;
+            }
+        };
+        if !batch.is_empty() && lines.send(batch).is_err() {
             return Ok(()); // the stream ended first
+        }
+        if ended {
+            return Ok(());
         }
     }
 }
@@ -341,7 +361,7 @@ fn publish(progress: &mut dyn Progress, notice: Notice) {
 /// been silent for the invocation's heartbeat interval.
 fn stream(
     invocation: &Invocation<'_>,
-    lines: mpsc::Receiver<RawLine>,
+    lines: mpsc::Receiver<Vec<RawLine>>,
     log: &mut dyn Write,
     redactor: &Redactor,
     progress: &mut dyn Progress,
@@ -355,8 +375,8 @@ fn stream(
             Err(mpsc::TryRecvError::Empty) => None,
             Err(mpsc::TryRecvError::Disconnected) => return Ok(()),
         };
-        let line = match waiting {
-            Some(line) => line,
+        let batch = match waiting {
+            Some(batch) => batch,
             // Everything read so far is handled and Packer has said nothing more yet: let the
             // log catch up, so that `tail -f` shows the build as it runs.
             None => match log.flush() {
@@ -390,24 +410,27 @@ fn stream(
             },
         };
         last_heard = Instant::now();
-        // Validation alone is much faster than the lossy conversion, and almost every line passes.
-        let raw = match std::str::from_utf8(&line.bytes) {
-            Ok(text) => std::borrow::Cow::Borrowed(text),
-            Err(_) => String::from_utf8_lossy(&line.bytes),
-        };
-        let line = if line.cut {
-            redactor.redact_cut(&raw) // a secret may straddle the cut
-        } else {
-            redactor.redact(&raw)
-        };
-        log.write_all(line.as_bytes())?;
-        if !line.ends_with('\n') {
-            log.write_all(b"\n")?;
+        for line in batch {
+            // Validation alone is much faster than the lossy conversion, and almost every line
+            // passes.
+            let raw = match std::str::from_utf8(&line.bytes) {
+                Ok(text) => std::borrow::Cow::Borrowed(text),
+                Err(_) => String::from_utf8_lossy(&line.bytes),
+            };
+            let line = if line.cut {
+                redactor.redact_cut(&raw) // a secret may straddle the cut
+            } else {
+                redactor.redact(&raw)
+            };
+            log.write_all(line.as_bytes())?;
+            if !line.ends_with('\n') {
+                log.write_all(b"\n")?;
+            }
+            if cancel.requested().is_some() {
+                report.interrupted();
+            }
+            report.observe(&line, |notice| publish(progress, notice));
         }
-        if cancel.requested().is_some() {
-            report.interrupted();
-        }
-        report.observe(&line, |notice| publish(progress, notice));
     }
 }
 
