@@ -298,29 +298,24 @@ const BATCHES_IN_FLIGHT: usize = 4;
 const BATCH_BYTES: usize = 128 * 1024;
 
 /// Reads Packer's output line by line (each at most [`MAX_LINE`] bytes) into `lines`, in batches.
-fn read_lines(
-    reader: &duct::ReaderHandle,
-    lines: mpsc::SyncSender<Vec<RawLine>>,
-) -> anyhow::Result<()> {
+fn read_lines(reader: &duct::ReaderHandle, lines: mpsc::SyncSender<Batch>) -> anyhow::Result<()> {
     // As large as a pipe's buffer, so one read takes all Packer has written.
     let mut input = BufReader::with_capacity(64 * 1024, reader);
     loop {
-        let mut batch = Vec::new();
-        let mut batch_bytes = 0;
+        let mut batch = Batch::default();
         let ended = loop {
-            let mut bytes = Vec::with_capacity(256);
-            let read = read_bounded_line(&mut input, &mut bytes, MAX_LINE)?;
+            let start = batch.bytes.len();
+            let read = read_bounded_line(&mut input, &mut batch.bytes, start + MAX_LINE)?;
             if read == 0 {
                 break true;
             }
-            batch_bytes += bytes.len();
-            let cut = read > bytes.len();
-            batch.push(RawLine { bytes, cut });
-            if input.buffer().is_empty() || batch_bytes >= BATCH_BYTES {
+            let cut = read > batch.bytes.len() - start;
+            batch.lines.push((start..batch.bytes.len(), cut));
+            if input.buffer().is_empty() || batch.bytes.len() >= BATCH_BYTES {
                 break false;
             }
         };
-        if !batch.is_empty() && lines.send(batch).is_err() {
+        if !batch.lines.is_empty() && lines.send(batch).is_err() {
             return Ok(()); // the stream ended first
         }
         if ended {
@@ -329,11 +324,13 @@ fn read_lines(
     }
 }
 
-/// A line of Packer's output as read, at most [`MAX_LINE`] bytes of it.
-struct RawLine {
+/// Lines of Packer's output as read, each at most [`MAX_LINE`] bytes, in one buffer: one
+/// allocation per batch, not one per line.
+#[derive(Default)]
+struct Batch {
     bytes: Vec<u8>,
-    /// The rest of the line was dropped.
-    cut: bool,
+    /// Each line's bytes, and whether the rest of it was dropped.
+    lines: Vec<(std::ops::Range<usize>, bool)>,
 }
 
 /// Hands what a line means to the progress stream.
@@ -361,7 +358,7 @@ fn publish(progress: &mut dyn Progress, notice: Notice) {
 /// been silent for the invocation's heartbeat interval.
 fn stream(
     invocation: &Invocation<'_>,
-    lines: mpsc::Receiver<Vec<RawLine>>,
+    lines: mpsc::Receiver<Batch>,
     log: &mut dyn Write,
     redactor: &Redactor,
     progress: &mut dyn Progress,
@@ -410,14 +407,15 @@ fn stream(
             },
         };
         last_heard = Instant::now();
-        for line in batch {
+        for (range, cut) in &batch.lines {
+            let bytes = &batch.bytes[range.clone()];
             // Validation alone is much faster than the lossy conversion, and almost every line
             // passes.
-            let raw = match std::str::from_utf8(&line.bytes) {
+            let raw = match std::str::from_utf8(bytes) {
                 Ok(text) => std::borrow::Cow::Borrowed(text),
-                Err(_) => String::from_utf8_lossy(&line.bytes),
+                Err(_) => String::from_utf8_lossy(bytes),
             };
-            let line = if line.cut {
+            let line = if *cut {
                 redactor.redact_cut(&raw) // a secret may straddle the cut
             } else {
                 redactor.redact(&raw)
@@ -514,7 +512,7 @@ fn read_bounded_line(
         if available.is_empty() {
             return Ok(total);
         }
-        let (chunk, done) = match available.iter().position(|byte| *byte == b'\n') {
+        let (chunk, done) = match memchr::memchr(b'\n', available) {
             Some(at) => (&available[..=at], true),
             None => (available, false),
         };
