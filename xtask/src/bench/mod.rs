@@ -351,6 +351,9 @@ pub fn run(sh: &Shell, args: &[&str]) -> anyhow::Result<()> {
 
     let mut results = Vec::new();
     for figure in &options.figures {
+        // Write back what the build (or the previous figure's gigabyte of logs) left dirty:
+        // otherwise every fsync measured waits for that writeback.
+        cmd!(sh, "sync").quiet().run()?;
         eprintln!("xtask bench: figure {} ({})...", figure.number, figure.name);
         let outcome = (figure.measure)(&bench).unwrap_or_else(|err| {
             eprintln!(
