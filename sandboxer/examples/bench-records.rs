@@ -105,6 +105,13 @@ fn record(id: &str, index: usize, now: Timestamp) -> Record {
         claim: None,
         ssh: None,
         forwarded_ports: Vec::new(),
+        torn_down_at: state
+            .is_gone()
+            .then_some(created_at + SignedDuration::from_mins(10)),
+        retention: None,
+        pruned_artifacts: Vec::new(),
+        provenance: None,
+        like: None,
         log: Some(Utf8PathBuf::from(format!(
             "/var/lib/sandboxer/sandboxes/{id}/provision.log"
         ))),
