@@ -40,7 +40,7 @@ pub struct Figure {
     pub measure: fn(&Bench) -> anyhow::Result<Outcome>,
 }
 
-pub const FIGURES: [Figure; 7] = [
+pub const FIGURES: [Figure; 8] = [
     Figure {
         number: 1,
         name: "create",
@@ -83,7 +83,45 @@ pub const FIGURES: [Figure; 7] = [
         title: "concurrency: 32 creates at max_concurrent = 4 vs 8 waves of 4 packer builds",
         measure: concurrency::measure,
     },
+    Figure {
+        number: 8,
+        name: "history",
+        title: "a year of history: list (live only) over 10,000 ended and 100 live records vs cat",
+        measure: history,
+    },
 ];
+
+/// Figure 8, measured by `crate::bench_history` (also `cargo xtask bench-history`): the default
+/// `list` and `list --json` over a state dir of many ended and a few live sandboxes, against
+/// `cat` of every record file.
+fn history(bench: &Bench) -> anyhow::Result<Outcome> {
+    let scratch = bench.scratch("history")?;
+    let measured = crate::bench_history::measure(&bench.sandboxer, &scratch)?;
+    let cat = Series::millis("cat of every record file", &measured.cat.samples);
+    let compare = |name: &str, subject: &crate::bench_history::Stats, ratio: f64| Comparison {
+        name: format!(
+            "{name}, {} ended + {} live records",
+            crate::bench_history::ENDED,
+            crate::bench_history::LIVE
+        ),
+        checks: vec![Check::at_most(
+            "ratio to cat",
+            ratio,
+            crate::bench_history::MAX_RATIO_TO_CAT,
+            Unit::Times,
+        )],
+        subject: Series::millis(name, &subject.samples),
+        baseline: cat.clone(),
+    };
+    Ok(Outcome::Measured(vec![
+        compare("sandboxer list", &measured.list, measured.ratio()),
+        compare(
+            "sandboxer list --json",
+            &measured.list_json,
+            measured.ratio_json(),
+        ),
+    ]))
+}
 
 /// Figure 2, measured by `crate::bench_dispatch` (also `cargo xtask bench-dispatch`): the
 /// same create through `make remote-build` and typed directly, Packer replaced by `true`.
