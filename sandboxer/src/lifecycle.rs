@@ -291,39 +291,33 @@ pub fn create(
                 .join(", ")
         ),
     };
-    let place = |stream: &mut dyn Progress| {
-        placement::place(
-            registry.root(),
-            &candidates,
-            request.no_wait,
-            cancel,
-            |candidate| take_host(client.as_ref(), candidate, cancel),
-            |event| {
-                match event {
-                placement::Progress::InLine { place } => stream.publish(Kind::Queued {
-                    placement_host: shown_host.clone(),
-                    place,
-                }),
-                placement::Progress::Skipped { host, why } => {
-                    stream.note(format!("warning: {why:#}; skipping `{host}`"));
-                }
-                placement::Progress::HeldElsewhere { host } => stream.note(format!(
-                    "build host `{host}` is full: other control machines' builds hold its slots; asking again"
-                )),
-            }
-            },
-        )
-    };
     let origin = Origin::new(&process::hostname(), labels.workstream, labels.task);
-    // With --no-wait, a full host is refused before anything is recorded (what placement says
-    // meanwhile goes to the caller alone: there is no sandbox to publish it as yet).
-    let mut placed = if request.no_wait {
+    let mut placer = placement::Placer::new(registry.root(), &candidates)?;
+    let mut attempt = |candidate: &Candidate| take_host(client.as_ref(), candidate, cancel);
+    // A free slot is taken before the record is written, so that a create placed at once has
+    // its record born `provisioning` (one write with its fsyncs instead of two); with
+    // --no-wait, a full host is refused before anything is recorded. What placement says
+    // meanwhile goes to the caller alone: there is no sandbox to publish it as yet. Build hosts
+    // are asked first only under --no-wait: asking one takes a connection (seconds when it
+    // does not answer), and a create should be listed, and publish what placement says, while
+    // it waits for them.
+    let look_first = request.no_wait
+        || candidates
+            .iter()
+            .all(|candidate| candidate.remote.is_none());
+    let mut placed = if look_first {
         let mut stamper = Stamper::new("", origin.clone());
         let mut before = Stream {
             stamper: &mut stamper,
             sink: progress,
         };
-        Some(place(&mut before)?)
+        let placed = placer.try_now(cancel, &mut attempt, &mut |event| {
+            say_placement(&mut before, &shown_host, event)
+        })?;
+        if placed.is_none() && request.no_wait {
+            return Err(placer.full());
+        }
+        placed
     } else {
         None
     };
@@ -344,6 +338,9 @@ pub fn create(
     {
         refuse_if_claimed(config, extension.id(), claim)?;
     }
+    // Placed here at once: the record says so from the start. (On a build host, the build's
+    // directory there is named after the sandbox, so that record is completed once it exists.)
+    let born_provisioning = placed.as_ref().is_some_and(|placed| placed.taken.is_none());
     let placed_on = placed.as_ref().map_or_else(
         || shown_host.clone(),
         |placed| candidates[placed.index].name.clone(),
@@ -355,7 +352,11 @@ pub fn create(
         profile_source: profile.source.to_string(),
         extension: extension.id().to_owned(),
         mode: inputs.mode().unwrap_or("default").to_owned(),
-        state: State::Pending,
+        state: if born_provisioning {
+            State::Provisioning
+        } else {
+            State::Pending
+        },
         state_reason: None,
         created_at: now,
         updated_at: now,
@@ -363,12 +364,14 @@ pub fn create(
         inputs: inputs.redacted(),
         placement: Placement {
             host: placed_on.clone(),
-            slot: None,
+            slot: born_provisioning
+                .then(|| placed.as_ref().and_then(|placed| placed.slot.index))
+                .flatten(),
         },
         owner: Some(owner()),
         artifacts: Vec::new(),
         builds: Vec::new(),
-        log: None,
+        log: born_provisioning.then(|| registry.dirs(id).log),
         claim: claim.as_ref().map(|claim| claim.key.clone()),
         ssh: None,
         forwarded_ports: Vec::new(),
@@ -425,7 +428,9 @@ pub fn create(
     let outcome = (|| {
         let placed = match placed.take() {
             Some(placed) => placed,
-            None => place(&mut stream)?,
+            None => placer.wait(cancel, &mut attempt, &mut |event| {
+                say_placement(&mut stream, &shown_host, event)
+            })?,
         };
         let host = &candidates[placed.index];
         session = placed.taken;
@@ -451,29 +456,32 @@ pub fn create(
                     .unwrap_or_else(|| said.to_owned())
             });
         }
-        registry.update(&id, |record| {
-            record.state = State::Provisioning;
-            record.provenance = provenance;
-            record.placement.host = host.name.clone();
-            record.placement.slot = slot_index;
-            record.log = Some(dirs.log.clone());
-            record.build_host = session.as_deref().map(|session| {
-                let remote = &session.host().ssh;
-                BuildHostRecord {
-                    host: host.name.clone(),
-                    ssh: remote.target.clone(),
-                    workdir: remote.workdir.clone(),
-                    dir_left: true,
-                    processes: Some(RemoteProcesses {
-                        boot_id: session.holder.boot_id.clone(),
-                        holder_pid: session.holder.pid,
-                        holder_start_time: session.holder.started,
-                        pgid: None,
-                        pgid_start_time: None,
-                    }),
-                }
-            });
-        })?;
+        // A record born `provisioning` already says all this.
+        if !born_provisioning {
+            registry.update(&id, |record| {
+                record.state = State::Provisioning;
+                record.provenance = provenance;
+                record.placement.host = host.name.clone();
+                record.placement.slot = slot_index;
+                record.log = Some(dirs.log.clone());
+                record.build_host = session.as_deref().map(|session| {
+                    let remote = &session.host().ssh;
+                    BuildHostRecord {
+                        host: host.name.clone(),
+                        ssh: remote.target.clone(),
+                        workdir: remote.workdir.clone(),
+                        dir_left: true,
+                        processes: Some(RemoteProcesses {
+                            boot_id: session.holder.boot_id.clone(),
+                            holder_pid: session.holder.pid,
+                            holder_start_time: session.holder.started,
+                            pgid: None,
+                            pgid_start_time: None,
+                        }),
+                    }
+                });
+            })?;
+        }
         stream.publish(Kind::ProvisioningStarted {
             placement_host: host.name.clone(),
             slot: slot_index,
@@ -620,6 +628,22 @@ pub fn create(
 
 /// Asks a candidate host for the build: this machine always takes it; a build host is asked
 /// for a slot of its own over SSH, and one that cannot be reached is unusable for now.
+/// Tells the create's stream what placement says while it looks and waits.
+fn say_placement(stream: &mut dyn Progress, shown_host: &str, event: placement::Progress<'_>) {
+    match event {
+        placement::Progress::InLine { place } => stream.publish(Kind::Queued {
+            placement_host: shown_host.to_owned(),
+            place,
+        }),
+        placement::Progress::Skipped { host, why } => {
+            stream.note(format!("warning: {why:#}; skipping `{host}`"));
+        }
+        placement::Progress::HeldElsewhere { host } => stream.note(format!(
+            "build host `{host}` is full: other control machines' builds hold its slots; asking again"
+        )),
+    }
+}
+
 fn take_host(
     client: Option<&SshClient>,
     candidate: &Candidate,
@@ -796,6 +820,13 @@ fn owner() -> Owner {
 /// Writes the running tool's process group into the record, so another process can find it
 /// (and stop it) if this one dies. Runs behind a [`Background`] worker; of the tool events
 /// that queued up meanwhile only the latest is written.
+///
+/// A tool's exit is not written: the next tool's start replaces the group, and the final
+/// update clears the owner a moment later. If sandboxer dies in between, the record names a
+/// group that was already killed, which `stop_orphaned_build` recognises (it checks that the
+/// group exists and that its leader is the recorded one before signalling; on a build host,
+/// `remote::stop` checks the boot id and the start times the same way). That saves a record
+/// write, with its two fsyncs, on every build's critical path.
 struct Recorder {
     registry: Registry,
     id: String,
@@ -806,7 +837,7 @@ impl BatchSink for Recorder {
     fn wants(event: &Event) -> bool {
         matches!(
             event,
-            Event::ToolStarted { .. } | Event::RemoteToolStarted { .. } | Event::ToolExited
+            Event::ToolStarted { .. } | Event::RemoteToolStarted { .. }
         )
     }
 

@@ -7,6 +7,12 @@
 //! holds a ticket in the queue of every host it could use, so nobody who arrived later takes a
 //! slot it could have had. A build host reached over SSH is asked for a slot of its own (see
 //! `remote`) once a slot here is free: that one counts the builds of every control machine.
+//!
+//! Waiters do not poll on a clock: a released slot rings a doorbell (a rename in the host's
+//! directory) and a ticket leaving a queue is a deletion, both of which wake the waiters
+//! through inotify at once. A holder killed outright rings nothing, and a build host's slots
+//! freed by another control machine ring nothing here, so waiters still look again after
+//! [`FALLBACK_POLL`].
 
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
@@ -25,8 +31,12 @@ use crate::pool::{self, Pool};
 use crate::profile::PlacementPolicy;
 use crate::remote::BuildHost;
 
-/// How often a queued `create` looks again.
-const POLL: Duration = Duration::from_millis(100);
+/// The longest a queued `create` waits before it looks again when nothing woke it: a slot
+/// whose holder was killed outright (no doorbell), or inotify unavailable.
+pub const FALLBACK_POLL: Duration = Duration::from_millis(100);
+
+/// The file a released slot renames into place to wake the waiters.
+const DOORBELL: &str = "released";
 
 /// How often a build host whose slots other control machines hold is asked again: each time
 /// costs a connection.
@@ -232,71 +242,179 @@ pub fn place<T>(
     mut attempt: impl FnMut(&Candidate) -> anyhow::Result<Attempt<T>>,
     mut progress: impl FnMut(Progress<'_>),
 ) -> anyhow::Result<Placed<T>> {
-    anyhow::ensure!(!candidates.is_empty(), "no host to place on");
-    let hosts: Vec<HostSlots> = candidates
-        .iter()
-        .map(|candidate| HostSlots::new(state_root, &candidate.name, candidate.max_concurrent))
-        .collect();
-    for host in &hosts {
-        host.prepare()?;
+    let mut placer = Placer::new(state_root, candidates)?;
+    if let Some(placed) = placer.try_now(cancel, &mut attempt, &mut progress)? {
+        return Ok(placed);
     }
-    let mut unusable: Vec<Option<anyhow::Error>> = candidates.iter().map(|_| None).collect();
-    let mut ask_again_at: Vec<Option<Instant>> = vec![None; candidates.len()];
-    let mut tickets: Option<Vec<Option<Ticket>>> = None;
-    let mut last_place = None;
-    loop {
+    if no_wait {
+        return Err(placer.full());
+    }
+    placer.wait(cancel, &mut attempt, &mut progress)
+}
+
+/// A placement in progress: what was learnt about the candidates so far (hosts skipped, hosts
+/// held elsewhere, the tickets once in line) carries from a first look ([`Placer::try_now`]) to
+/// the wait ([`Placer::wait`]), so that a create can look before its record exists and queue
+/// after, without asking an unusable host twice.
+pub struct Placer<'a> {
+    candidates: &'a [Candidate],
+    hosts: Vec<HostSlots>,
+    unusable: Vec<Option<anyhow::Error>>,
+    ask_again_at: Vec<Option<Instant>>,
+    /// Why each host could not take the build at the last look.
+    busy: Vec<(usize, Busy)>,
+}
+
+impl<'a> Placer<'a> {
+    pub fn new(state_root: &Utf8Path, candidates: &'a [Candidate]) -> anyhow::Result<Placer<'a>> {
+        anyhow::ensure!(!candidates.is_empty(), "no host to place on");
+        let hosts: Vec<HostSlots> = candidates
+            .iter()
+            .map(|candidate| HostSlots::new(state_root, &candidate.name, candidate.max_concurrent))
+            .collect();
+        for host in &hosts {
+            host.prepare()?;
+        }
+        Ok(Placer {
+            candidates,
+            unusable: candidates.iter().map(|_| None).collect(),
+            ask_again_at: vec![None; candidates.len()],
+            hosts,
+            busy: Vec::new(),
+        })
+    }
+
+    /// One look, without waiting: the placed build, or `None` when every usable host is busy
+    /// (then [`Placer::full`] says why). Fails when no host is usable at all.
+    pub fn try_now<T>(
+        &mut self,
+        cancel: &Cancel,
+        attempt: &mut dyn FnMut(&Candidate) -> anyhow::Result<Attempt<T>>,
+        progress: &mut dyn FnMut(Progress<'_>),
+    ) -> anyhow::Result<Option<Placed<T>>> {
+        self.look(None, false, cancel, attempt, progress)
+    }
+
+    /// Why the last look found no host free: [`ErrorKind::PlacementFull`], for `--no-wait`.
+    pub fn full(&self) -> anyhow::Error {
+        full(self.candidates, &self.busy)
+    }
+
+    /// Waits in line (first come, first served, on every usable host at once) until a host
+    /// takes the build; says the place in line as it changes.
+    pub fn wait<T>(
+        &mut self,
+        cancel: &Cancel,
+        attempt: &mut dyn FnMut(&Candidate) -> anyhow::Result<Attempt<T>>,
+        progress: &mut dyn FnMut(Progress<'_>),
+    ) -> anyhow::Result<Placed<T>> {
+        // Watching before the tickets are taken and the hosts looked at again, so that no
+        // release slips in unnoticed between the look and the sleep.
+        let wakeup = Wakeup::watch(&self.hosts);
+        let tickets = take_tickets(&self.hosts)?;
+        let mut last_place = None;
+        // Woken by a change, the waiter only counts the tickets ahead; on a quiet tick it also
+        // checks that their waiters live (a killed waiter leaves its ticket behind). Checking
+        // every ticket on every wakeup would cost each of n waiters n opens per change.
+        let mut woken_by_change = false;
+        loop {
+            if let Some(placed) =
+                self.look(Some(&tickets), woken_by_change, cancel, attempt, progress)?
+            {
+                return Ok(placed);
+            }
+            let place = self
+                .busy
+                .iter()
+                .map(|(_, busy)| match busy {
+                    Busy::Waiting(ahead) => ahead + 1,
+                    Busy::Full(_) | Busy::HeldElsewhere => 1,
+                })
+                .min()
+                .unwrap_or(1);
+            if last_place != Some(place) {
+                progress(Progress::InLine { place });
+                last_place = Some(place);
+            }
+            // Only where nobody is ahead does a released slot concern this waiter.
+            let heads: Vec<usize> = self
+                .busy
+                .iter()
+                .filter(|(_, busy)| !matches!(busy, Busy::Waiting(_)))
+                .map(|(at, _)| *at)
+                .collect();
+            woken_by_change = wakeup.wait(&heads);
+        }
+    }
+
+    /// Looks at every usable host once, the least busy first, and takes the first free one the
+    /// host itself agrees to (`attempt`). `tickets`: this waiter's places in line, once it
+    /// waits; `trust_queue`: count the tickets ahead without checking their waiters live.
+    fn look<T>(
+        &mut self,
+        tickets: Option<&[Option<Ticket>]>,
+        trust_queue: bool,
+        cancel: &Cancel,
+        attempt: &mut dyn FnMut(&Candidate) -> anyhow::Result<Attempt<T>>,
+        progress: &mut dyn FnMut(Progress<'_>),
+    ) -> anyhow::Result<Option<Placed<T>>> {
         if let Some(signal) = cancel.requested() {
             return Err(crate::cancel::cancelled_error(
                 signal,
                 "while waiting for a placement slot",
             ));
         }
-        let locked = locked_inodes();
+        let candidates = self.candidates;
         let mut order: Vec<usize> = (0..candidates.len())
-            .filter(|at| unusable[*at].is_none())
+            .filter(|at| self.unusable[*at].is_none())
             .collect();
-        order.sort_by_key(|at| (hosts[*at].held(&locked), *at));
-        let mut busy: Vec<(usize, Busy)> = Vec::new();
+        if order.len() > 1 {
+            // Reading the kernel's lock table is only worth it when there is a choice.
+            let locked = locked_inodes();
+            order.sort_by_key(|at| (self.hosts[*at].held(&locked), *at));
+        }
+        self.busy.clear();
         for at in order {
-            let host = &hosts[at];
+            let host = &self.hosts[at];
             let mine = tickets
-                .as_ref()
                 .and_then(|tickets| tickets[at].as_ref())
                 .map(|ticket| ticket.name.as_str());
             // A host without a limit has no queue: nobody waits for it.
-            let ahead = match host.max_concurrent {
-                Some(_) => host.live_tickets_before(mine)?,
-                None => 0,
+            let ahead = match (host.max_concurrent, mine) {
+                (None, _) => 0,
+                (Some(_), Some(mine)) if trust_queue => host.tickets_before(mine)?.len(),
+                (Some(_), _) => host.live_tickets_before(mine)?,
             };
             if ahead > 0 {
-                busy.push((at, Busy::Waiting(ahead)));
+                self.busy.push((at, Busy::Waiting(ahead)));
                 continue;
             }
-            if ask_again_at[at].is_some_and(|when| Instant::now() < when) {
-                busy.push((at, Busy::HeldElsewhere));
+            if self.ask_again_at[at].is_some_and(|when| Instant::now() < when) {
+                self.busy.push((at, Busy::HeldElsewhere));
                 continue;
             }
             let Some(slot) = host.try_slot()? else {
-                busy.push((at, Busy::Full(host.max_concurrent.unwrap_or(0))));
+                self.busy
+                    .push((at, Busy::Full(host.max_concurrent.unwrap_or(0))));
                 continue;
             };
             match attempt(&candidates[at])? {
                 Attempt::Took(taken) => {
-                    return Ok(Placed {
+                    return Ok(Some(Placed {
                         index: at,
                         slot,
                         taken,
-                    });
+                    }));
                 }
                 Attempt::HeldElsewhere => {
                     drop(slot);
-                    if ask_again_at[at].is_none() {
+                    if self.ask_again_at[at].is_none() {
                         progress(Progress::HeldElsewhere {
                             host: &candidates[at].name,
                         });
                     }
-                    ask_again_at[at] = Some(Instant::now() + HELD_ELSEWHERE_RETRY);
-                    busy.push((at, Busy::HeldElsewhere));
+                    self.ask_again_at[at] = Some(Instant::now() + HELD_ELSEWHERE_RETRY);
+                    self.busy.push((at, Busy::HeldElsewhere));
                 }
                 Attempt::Unusable(why) => {
                     drop(slot);
@@ -304,33 +422,89 @@ pub fn place<T>(
                         host: &candidates[at].name,
                         why: &why,
                     });
-                    unusable[at] = Some(why);
+                    self.unusable[at] = Some(why);
                 }
             }
         }
-        if unusable.iter().all(Option::is_some) {
-            return Err(none_usable(candidates, &unusable));
+        if self.unusable.iter().all(Option::is_some) {
+            return Err(none_usable(candidates, &self.unusable));
         }
-        if no_wait {
-            return Err(full(candidates, &busy));
-        }
-        if tickets.is_none() {
-            tickets = Some(take_tickets(&hosts)?);
-            continue; // look again holding the tickets, before sleeping
-        }
-        let place = busy
-            .iter()
-            .map(|(_, busy)| match busy {
-                Busy::Waiting(ahead) => ahead + 1,
-                Busy::Full(_) | Busy::HeldElsewhere => 1,
+        Ok(None)
+    }
+}
+
+/// What a waiter sleeps on: inotify on each host's queue (tickets leaving, which move everyone
+/// up), and on each host's directory (doorbell renames, which only concern a waiter with
+/// nobody ahead of it there).
+struct Wakeup {
+    /// One inotify instance watching every queue; `None` when inotify is unavailable.
+    queues: Option<rustix::fd::OwnedFd>,
+    /// Per host (with a limit), an inotify instance watching its directory.
+    bells: Vec<Option<rustix::fd::OwnedFd>>,
+}
+
+impl Wakeup {
+    fn watch(hosts: &[HostSlots]) -> Wakeup {
+        use rustix::fs::inotify;
+        let init =
+            || inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK).ok();
+        let limited = || hosts.iter().filter(|host| host.max_concurrent.is_some());
+        let queues = init().filter(|fd| {
+            limited().all(|host| {
+                inotify::add_watch(
+                    fd,
+                    host.dir.join("queue").as_str(),
+                    inotify::WatchFlags::DELETE,
+                )
+                .is_ok()
             })
-            .min()
-            .unwrap_or(1);
-        if last_place != Some(place) {
-            progress(Progress::InLine { place });
-            last_place = Some(place);
+        });
+        let bells = hosts
+            .iter()
+            .map(|host| {
+                host.max_concurrent?;
+                let fd = init()?;
+                inotify::add_watch(&fd, host.dir.as_str(), inotify::WatchFlags::MOVED_TO).ok()?;
+                Some(fd)
+            })
+            .collect();
+        Wakeup { queues, bells }
+    }
+
+    /// Returns when a ticket left a queue, or a slot was released on one of `heads` (the
+    /// hosts where nobody is ahead of this waiter): `true`; or after [`FALLBACK_POLL`]: `false`.
+    fn wait(&self, heads: &[usize]) -> bool {
+        use rustix::event::{PollFd, PollFlags, Timespec};
+        let bells: Option<Vec<&rustix::fd::OwnedFd>> =
+            heads.iter().map(|at| self.bells[*at].as_ref()).collect();
+        let (Some(queues), Some(bells)) = (&self.queues, bells) else {
+            std::thread::sleep(FALLBACK_POLL);
+            return false;
+        };
+        let timeout = Timespec {
+            tv_sec: 0,
+            tv_nsec: i64::try_from(FALLBACK_POLL.as_nanos()).unwrap_or(100_000_000),
+        };
+        let watched: Vec<&rustix::fd::OwnedFd> = std::iter::once(queues).chain(bells).collect();
+        let mut fds: Vec<PollFd<'_>> = watched
+            .iter()
+            .map(|fd| PollFd::new(*fd, PollFlags::IN))
+            .collect();
+        match rustix::event::poll(&mut fds, Some(&timeout)) {
+            Ok(0) => false,
+            Ok(_) => {
+                // What changed does not matter, only that something did.
+                let mut buffer = [0u8; 4096];
+                for fd in watched {
+                    while matches!(rustix::io::read(fd, &mut buffer), Ok(read) if read > 0) {}
+                }
+                true
+            }
+            Err(_) => {
+                std::thread::sleep(FALLBACK_POLL);
+                false
+            }
         }
-        std::thread::sleep(POLL);
     }
 }
 
@@ -431,15 +605,37 @@ fn locked_inodes() -> HashSet<u64> {
 pub struct Slot {
     /// `None` when the host has no limit.
     pub index: Option<u32>,
-    _file: Option<File>,
+    file: Option<File>,
+    /// The host's directory, whose doorbell the release rings.
+    dir: Option<Utf8PathBuf>,
 }
 
 impl Slot {
     fn unlimited() -> Slot {
         Slot {
             index: None,
-            _file: None,
+            file: None,
+            dir: None,
         }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        // Unlocked first, so that whoever the bell wakes finds the slot free.
+        drop(self.file.take());
+        if let Some(dir) = &self.dir {
+            ring(dir);
+        }
+    }
+}
+
+/// Wakes the waiters of a host: a rename into its directory, which is what they watch for.
+/// Best effort: a waiter that misses it looks again after [`FALLBACK_POLL`].
+fn ring(dir: &Utf8Path) {
+    let pending = dir.join(format!(".{DOORBELL}-{}", std::process::id()));
+    if fs::write(&pending, b"").is_ok() && fs::rename(&pending, dir.join(DOORBELL)).is_err() {
+        let _ = fs::remove_file(&pending);
     }
 }
 
@@ -505,7 +701,8 @@ impl HostSlots {
                 Ok(()) => {
                     return Ok(Some(Slot {
                         index: Some(index),
-                        _file: Some(file),
+                        file: Some(file),
+                        dir: Some(self.dir.clone()),
                     }));
                 }
                 Err(fs::TryLockError::WouldBlock) => {}
@@ -518,9 +715,8 @@ impl HostSlots {
         Ok(None)
     }
 
-    /// Counts queue tickets that sort before `mine` and whose owner is alive; removes tickets
-    /// left by dead waiters.
-    fn live_tickets_before(&self, mine: Option<&str>) -> anyhow::Result<usize> {
+    /// Names of the queue tickets that sort before `mine`, live or not.
+    fn tickets_before(&self, mine: &str) -> anyhow::Result<Vec<String>> {
         let queue = self.dir.join("queue");
         let mut names: Vec<String> = Vec::new();
         for entry in queue
@@ -531,10 +727,19 @@ impl HostSlots {
                 .with_context(|| format!("reading {queue}"))?
                 .file_name()
                 .to_owned();
-            if !name.starts_with('.') && mine.is_none_or(|mine| name.as_str() < mine) {
+            if !name.starts_with('.') && name.as_str() < mine {
                 names.push(name);
             }
         }
+        Ok(names)
+    }
+
+    /// Counts queue tickets that sort before `mine` (every ticket, for `None`) and whose owner
+    /// is alive; removes tickets left by dead waiters.
+    fn live_tickets_before(&self, mine: Option<&str>) -> anyhow::Result<usize> {
+        let queue = self.dir.join("queue");
+        // "~" sorts after every ticket name.
+        let names = self.tickets_before(mine.unwrap_or("~"))?;
         let mut live = 0;
         for name in names {
             let path = queue.join(&name);
@@ -800,6 +1005,36 @@ mod tests {
         );
         assert_eq!(waiter.join().unwrap(), "b2");
         drop(on_b1);
+    }
+
+    #[test]
+    fn a_release_rings_the_hosts_waiting_at_its_head_and_a_ticket_leaving_wakes_everyone() {
+        let (_dir, root) = state();
+        let hosts = [
+            HostSlots::new(&root, "b1", Some(1)),
+            HostSlots::new(&root, "b2", Some(1)),
+        ];
+        for host in &hosts {
+            host.prepare().unwrap();
+        }
+        let held = hosts[1].try_slots(1).unwrap().unwrap();
+        let wakeup = Wakeup::watch(&hosts);
+        assert!(wakeup.queues.is_some() && wakeup.bells.iter().all(Option::is_some));
+        // Nothing happened: only the fallback poll ends the wait.
+        assert!(!wakeup.wait(&[1]));
+        drop(held);
+        // A waiter with someone ahead of it on b2 does not hear b2's bell...
+        assert!(!wakeup.wait(&[0]));
+        // ...one at the head of b2's queue does (the bell rang before it started to wait).
+        let held = hosts[1].try_slots(1).unwrap().unwrap();
+        drop(held);
+        assert!(wakeup.wait(&[1]));
+        assert!(!wakeup.wait(&[1]), "a ring is heard once");
+        // A ticket leaving any queue moves everyone up.
+        let tickets = take_tickets(&hosts).unwrap();
+        assert!(!wakeup.wait(&[]));
+        drop(tickets);
+        assert!(wakeup.wait(&[]));
     }
 
     fn policy(text: &str) -> PlacementPolicy {

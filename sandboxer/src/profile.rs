@@ -602,6 +602,19 @@ fn explain_toml_error(message: &str) -> String {
     }
 }
 
+/// The text of a file read as bytes; invalid UTF-8 is a usage error located at its first bad byte.
+pub fn utf8_text<'a>(bytes: &'a [u8], display_path: &str) -> anyhow::Result<&'a str> {
+    std::str::from_utf8(bytes).map_err(|err| {
+        let valid = &bytes[..err.valid_up_to()];
+        let valid = std::str::from_utf8(valid).unwrap_or_default();
+        usage(format!(
+            "{display_path}:{}: not UTF-8 (byte 0x{:02x}); save the file as UTF-8",
+            line_column(valid, valid.len()),
+            bytes[err.valid_up_to()]
+        ))
+    })
+}
+
 /// 1-based `line:column` of a byte offset; columns count characters.
 pub fn line_column(text: &str, offset: usize) -> String {
     let before = &text[..offset.min(text.len())];
@@ -674,9 +687,10 @@ impl Catalog {
             }
             let mut in_this_dir: BTreeMap<String, String> = BTreeMap::new();
             for path in toml_files(dir)? {
-                let text = std::fs::read_to_string(&path)
-                    .with_context(|| format!("reading profile {path}"))?;
-                let profile = parse(&text, path.as_str(), Source::File(path.clone()))?;
+                let bytes =
+                    std::fs::read(&path).with_context(|| format!("reading profile {path}"))?;
+                let text = utf8_text(&bytes, path.as_str())?;
+                let profile = parse(text, path.as_str(), Source::File(path.clone()))?;
                 if let Some(first) =
                     in_this_dir.insert(profile.id.clone(), profile.id_location.clone())
                 {

@@ -249,3 +249,15 @@ pub struct Record {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub build_host: Option<BuildHostRecord>,
 }
+
+/// Reads a record from the bytes of a `record.json`, refusing a schema newer than this
+/// sandboxer understands (it would misread it, and a rewrite would lose what it does not know).
+pub fn parse(bytes: &[u8]) -> anyhow::Result<Record> {
+    let record: Record = serde_json::from_slice(bytes)?;
+    anyhow::ensure!(
+        record.schema_version <= SCHEMA_VERSION,
+        "schema version {} is newer than this sandboxer understands ({SCHEMA_VERSION}); upgrade sandboxer",
+        record.schema_version
+    );
+    Ok(record)
+}

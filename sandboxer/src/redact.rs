@@ -11,8 +11,9 @@ pub type Escape = fn(&str) -> String;
 /// Replaces every occurrence of a set of secrets, as they are and in each escaped form given.
 #[derive(Debug, Clone, Default)]
 pub struct Redactor {
-    /// Longest first, so a secret that contains another is replaced whole.
-    needles: Vec<String>,
+    /// Longest first, so a secret that contains another is replaced whole. Each is searched
+    /// with a prebuilt SIMD substring finder: redaction runs on every line a build prints.
+    needles: Vec<memchr::memmem::Finder<'static>>,
 }
 
 impl Redactor {
@@ -37,17 +38,63 @@ impl Redactor {
             .collect();
         needles.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
         needles.dedup();
+        let needles = needles
+            .iter()
+            .map(|needle| memchr::memmem::Finder::new(needle.as_bytes()).into_owned())
+            .collect();
         Redactor { needles }
     }
 
     pub fn redact<'a>(&self, text: &'a str) -> Cow<'a, str> {
         let mut text = Cow::Borrowed(text);
         for needle in &self.needles {
-            if text.contains(needle.as_str()) {
-                text = Cow::Owned(text.replace(needle.as_str(), REDACTED));
+            if needle.find(text.as_bytes()).is_none() {
+                continue;
             }
+            let mut replaced = String::with_capacity(text.len());
+            let mut rest = 0;
+            for at in needle.find_iter(text.as_bytes()) {
+                // Non-overlapping, left to right, as `str::replace`; `at` is a char boundary
+                // because the needle is valid UTF-8 and starts with a char's first byte.
+                if at < rest {
+                    continue;
+                }
+                replaced.push_str(&text[rest..at]);
+                replaced.push_str(REDACTED);
+                rest = at + needle.needle().len();
+            }
+            replaced.push_str(&text[rest..]);
+            text = Cow::Owned(replaced);
         }
         text
+    }
+
+    /// Like [`Redactor::redact`], for text cut short (a line longer than a tool's output is
+    /// kept): a secret that began before the cut has only its head left, which `redact` would
+    /// not recognise, so a tail that starts any secret is hidden too.
+    pub fn redact_cut<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        let redacted = self.redact(text);
+        let tail = self
+            .needles
+            .iter()
+            .filter_map(|needle| {
+                let needle = std::str::from_utf8(needle.needle()).ok()?;
+                // Proper prefixes, longest first, cut at character boundaries.
+                let mut lengths: Vec<usize> =
+                    needle.char_indices().map(|(at, _)| at).skip(1).collect();
+                lengths.reverse();
+                lengths
+                    .into_iter()
+                    .find(|&len| redacted.ends_with(&needle[..len]))
+            })
+            .max();
+        match tail {
+            Some(len) => {
+                let keep = &redacted[..redacted.len() - len];
+                Cow::Owned(format!("{keep}{REDACTED}"))
+            }
+            None => redacted,
+        }
     }
 }
 
@@ -93,6 +140,15 @@ mod tests {
             redactor.redact("1,,ui,message,    null.x: second line"),
             "1,,ui,message,    null.x: <redacted>"
         );
+    }
+
+    #[test]
+    fn a_secret_cut_short_is_hidden_too() {
+        let redactor = Redactor::new(["s3cr,et".to_owned()], &[packer_escape]);
+        assert_eq!(redactor.redact_cut("token s3cr"), "token <redacted>");
+        assert_eq!(redactor.redact_cut("token s3cr%!(PACK"), "token <redacted>");
+        assert_eq!(redactor.redact_cut("a s3cr,et b"), "a <redacted> b");
+        assert_eq!(redactor.redact_cut("nothing"), "nothing");
     }
 
     #[test]

@@ -23,8 +23,11 @@ pub const TARGET_ADDED: Duration = Duration::from_millis(10);
 const RUNS: usize = 51;
 
 /// Wall times of the same create through `make remote-build` and typed directly.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct DispatchTimes {
+    /// Every sample, in the order taken (for `cargo xtask bench`'s report).
+    pub make_samples: Vec<Duration>,
+    pub direct_samples: Vec<Duration>,
     pub runs: usize,
     pub median_make: Duration,
     pub median_direct: Duration,
@@ -113,9 +116,12 @@ pub fn measure(sandboxer: &Path) -> anyhow::Result<DispatchTimes> {
         .map(|(make, plain)| (make.as_secs_f64() - plain.as_secs_f64()) * 1e3)
         .collect();
     added.sort_by(f64::total_cmp);
+    let (make_samples, direct_samples) = (make.clone(), plain.clone());
     make.sort();
     plain.sort();
     Ok(DispatchTimes {
+        make_samples,
+        direct_samples,
         runs: RUNS,
         median_added_ms: added[RUNS / 2],
         median_make: make[RUNS / 2],

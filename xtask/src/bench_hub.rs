@@ -39,8 +39,11 @@ impl Stats {
 }
 
 /// The two configurations and their ratio.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct HubBench {
+    /// Every sample, in the order taken (for `cargo xtask bench`'s report).
+    pub without_samples: Vec<Duration>,
+    pub slow_samples: Vec<Duration>,
     pub without_hub: Stats,
     pub slow_hub: Stats,
 }
@@ -115,6 +118,8 @@ pub fn measure(sandboxer: &Path, root: &Path, scratch: &Path) -> anyhow::Result<
         "the stand-in State Hub never heard from sandboxer"
     );
     Ok(HubBench {
+        without_samples: without.clone(),
+        slow_samples: with.clone(),
         without_hub: Stats::of(without),
         slow_hub: Stats::of(with),
     })

@@ -5,10 +5,10 @@
 //! remote figure pays for everything a remote build does: the slot taken over SSH, rsync up,
 //! the streamed run, the hash there, rsync back, the hash here, the cleanup.
 //!
-//! Self-contained, as the other figures are, so `cargo xtask bench` calls [`measure`] and
-//! prints [`RemoteBench::line`]. The figure is reported, not held to a target: most of it is
-//! the SSH connection (one login per build: the rsyncs share the session's connection) and the
-//! round trips over it, which cost what the machine and the network make them.
+//! Self-contained, as figures 2, 6 and 8 are: `cargo xtask bench` (figure 9, `remote`) calls
+//! [`measure`]. The figure is reported, not held to a target: most of it is the SSH connection
+//! (one login per build: the rsyncs share the session's connection) and the round trips over
+//! it, which cost what the machine and the network make them.
 
 use std::io::Read as _;
 use std::net::{TcpListener, TcpStream};
@@ -20,7 +20,7 @@ use xshell::{Shell, cmd};
 
 /// Pairs of creates (one here, one on the build host), after one warm-up pair (which also
 /// records the host key).
-const RUNS: usize = 7;
+pub const RUNS: usize = 7;
 
 /// Wall times of one configuration.
 #[derive(Debug, Clone, Copy)]
@@ -42,8 +42,11 @@ impl Stats {
 }
 
 /// The two configurations, and what the build host adds.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct RemoteBench {
+    /// Every sample, in the order taken (for `cargo xtask bench`'s report).
+    pub local_samples: Vec<Duration>,
+    pub remote_samples: Vec<Duration>,
     pub local: Stats,
     pub remote: Stats,
     /// The median of `remote - local` over pairs run back to back, in milliseconds: steadier
@@ -60,13 +63,14 @@ impl RemoteBench {
     pub fn line(&self) -> String {
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
         format!(
-            "remote build: here {:.0} ms ({:.0}-{:.0}), on a build host over ssh on loopback {:.0} ms ({:.0}-{:.0}) (median of {RUNS}, min-max): {:+.0} ms added per build, ratio {:.2} (reported, no target)",
+            "remote build: here {:.0} ms ({:.0}-{:.0}), on a build host over ssh on loopback {:.0} ms ({:.0}-{:.0}) (median of {}, min-max): {:+.0} ms added per build, ratio {:.2} (reported, no target)",
             ms(self.local.median),
             ms(self.local.min),
             ms(self.local.max),
             ms(self.remote.median),
             ms(self.remote.min),
             ms(self.remote.max),
+            self.remote_samples.len(),
             self.median_added_ms,
             self.ratio()
         )
@@ -74,9 +78,14 @@ impl RemoteBench {
 }
 
 /// Times `create` of the `remote` fixture with `sandboxer` (a release build), alternating this
-/// machine and a build host on loopback; `root` is the workspace, `scratch` a directory the
-/// bench may fill (the host's keys, work directory and sshd live there).
-pub fn measure(sandboxer: &Path, root: &Path, scratch: &Path) -> anyhow::Result<RemoteBench> {
+/// machine and a build host on loopback, `runs` pairs; `root` is the workspace, `scratch` a
+/// directory the bench may fill (the host's keys, work directory and sshd live there).
+pub fn measure(
+    sandboxer: &Path,
+    root: &Path,
+    scratch: &Path,
+    runs: usize,
+) -> anyhow::Result<RemoteBench> {
     let host = BuildHost::start(&scratch.join("host"))?;
     // Short: Packer's plugin sockets live below the state directory here (sandbox work dir).
     let state = scratch.join("s");
@@ -113,7 +122,7 @@ pub fn measure(sandboxer: &Path, root: &Path, scratch: &Path) -> anyhow::Result<
     let mut here = Vec::new();
     let mut there = Vec::new();
     let mut added = Vec::new();
-    for run in 1..=RUNS {
+    for run in 1..=runs {
         // ABBA: neither configuration always goes first.
         let (local, remote) = if run % 2 == 0 {
             let local = create(run, "local")?;
@@ -129,6 +138,8 @@ pub fn measure(sandboxer: &Path, root: &Path, scratch: &Path) -> anyhow::Result<
     added.sort_by(f64::total_cmp);
     drop(host);
     Ok(RemoteBench {
+        local_samples: here.clone(),
+        remote_samples: there.clone(),
         local: Stats::of(here),
         remote: Stats::of(there),
         median_added_ms: added[added.len() / 2],
@@ -142,7 +153,12 @@ pub fn run(sh: &Shell) -> anyhow::Result<()> {
     cmd!(sh, "{cargo} build --release --quiet --package sandboxer").run()?;
     let root = sh.current_dir();
     let scratch = short_scratch("sbr")?;
-    let measured = measure(&root.join("target/release/sandboxer"), &root, &scratch);
+    let measured = measure(
+        &root.join("target/release/sandboxer"),
+        &root,
+        &scratch,
+        RUNS,
+    );
     let _ = std::fs::remove_dir_all(&scratch);
     println!("{}", measured?.line());
     Ok(())

@@ -1,5 +1,5 @@
-//! Everything CI checks: formatting, lints, the whole test suite, and the `make remote-build`
-//! shim end to end.
+//! Everything CI checks: formatting, lints, the whole test suite, the `make remote-build`
+//! shim end to end, and a short fuzz run.
 
 use xshell::{Shell, cmd};
 
@@ -18,6 +18,7 @@ pub fn run(sh: &Shell) -> anyhow::Result<()> {
     // The tests built the debug binary; installing it proves the packaging, not the optimiser.
     crate::install::smoke_test(sh, &sh.current_dir().join("target/debug/sandboxer"))?;
     crate::verify_shim::run(sh)?;
+    crate::fuzz::run(sh, &["--ci"])?;
     eprintln!("xtask check: all green");
     Ok(())
 }

@@ -8,6 +8,7 @@ mod bench_remote;
 mod check;
 mod custodian;
 mod demo;
+mod fuzz;
 mod install;
 mod man;
 mod setup;
@@ -22,8 +23,13 @@ cargo xtask <task>
 tasks:
   setup [--for demo|test]  install missing system packages (apt-get; needs root)
   demo                     setup, then build the bundled example OVA through sandboxer
-  check                    setup, then fmt --check, clippy -D warnings, every test, verify-shim
-  bench                    speed and memory targets, as ratios measured in one run
+  check                    setup, then fmt --check, clippy -D warnings, every test, verify-shim,
+                           a short fuzz run
+  fuzz --ci | fuzz TARGET [SECONDS]
+                           coverage-guided fuzzing (cargo-fuzz); --ci: every target briefly
+  bench [--no-fail] [--rounds N] [FIGURE...]
+                           every performance figure against its baseline, measured in one
+                           run; fails when a target is missed (`bench --help` lists figures)
   bench-hub                create with a State Hub answering after 2 s vs none (ratio <= 1.02)
   bench-history            list (live only) over 10,000 ended + 100 live records vs cat (<= 1.25x)
   bench-remote             a build on a build host (sshd on loopback) vs the same build here
@@ -47,7 +53,7 @@ fn main() -> anyhow::Result<()> {
         ["setup", "--for", "demo"] => setup::run(&sh, setup::Purpose::Demo),
         ["demo"] => demo::run(&sh),
         ["check"] => check::run(&sh),
-        ["bench"] => bench::run(&sh),
+        ["bench", rest @ ..] => bench::run(&sh, rest),
         ["bench-hub"] => bench_hub::run(&sh),
         ["bench-history"] => bench_history::run(&sh),
         ["bench-remote"] => bench_remote::run(&sh),
@@ -77,6 +83,7 @@ fn main() -> anyhow::Result<()> {
         }
         ["bench-dispatch"] => bench_dispatch_task(&sh),
         ["verify-shim"] => verify_shim::run_task(&sh),
+        ["fuzz", rest @ ..] => fuzz::run(&sh, rest),
         [] | ["help" | "--help" | "-h"] => {
             print!("{HELP}");
             Ok(())

@@ -21,7 +21,8 @@ const DEMO_TOOLS: &[(&str, &str)] = &[
 /// the shipped scripts; the attach tests run a real sshd on loopback and reach it with the
 /// system ssh, with keys ssh-keygen makes at test time; the build-host tests run several such
 /// sshds as build hosts, which need what a real build host needs (rsync both ways, flock and
-/// setsid for the agent, sha256sum and realpath to hash artifacts there).
+/// setsid for the agent, sha256sum and realpath to hash artifacts there); g++ builds libFuzzer
+/// for `cargo xtask fuzz`.
 const TEST_TOOLS: &[(&str, &str)] = &[
     ("make", "make"),
     ("shellcheck", "shellcheck"),
@@ -35,6 +36,7 @@ const TEST_TOOLS: &[(&str, &str)] = &[
     ("setsid", "util-linux"),
     ("sha256sum", "coreutils"),
     ("realpath", "coreutils"),
+    ("g++", "g++"),
 ];
 /// GNU time reports a run's peak memory; make runs `make remote-build` (bench-dispatch); the
 /// remote-build figure builds on a build host that is an sshd on loopback.
@@ -62,6 +64,10 @@ pub fn run(sh: &Shell, purpose: Purpose) -> anyhow::Result<()> {
         .map(|(_, package)| *package)
         .collect();
     missing.dedup();
+    if purpose == Purpose::Test {
+        // From crates.io, not Debian: the fuzz targets' runner.
+        crate::fuzz::install_cargo_fuzz(sh)?;
+    }
     if missing.is_empty() {
         eprintln!("xtask setup: all tools present");
         return Ok(());

@@ -296,7 +296,9 @@ impl HostSession {
             .spawn()
             .with_context(|| format!("starting ssh to build host `{}`", host.name))?;
         let stdin = child.stdin.take().context("ssh's stdin")?;
-        let stdout = BufReader::new(child.stdout.take().context("ssh's stdout")?);
+        // As large as a pipe's buffer, as for Packer's output here.
+        let stdout =
+            BufReader::with_capacity(64 * 1024, child.stdout.take().context("ssh's stdout")?);
         let stderr = child.stderr.take().context("ssh's stderr")?;
         let said = Arc::new(Mutex::new(VecDeque::new()));
         let (sender, replies) = mpsc::channel();
@@ -434,9 +436,11 @@ impl HostSession {
                     pgid,
                     started,
                 };
+                let end_mark = format!("{} exit ", self.mark).into_bytes();
                 Ok(RemoteRun {
                     session: self,
                     group,
+                    end_mark,
                     exit: None,
                     pending: Vec::new(),
                     served: 0,
@@ -759,6 +763,8 @@ fn remember(said: &Mutex<VecDeque<String>>, line: &str) {
 pub struct RemoteRun<'a> {
     session: &'a mut HostSession,
     group: RemoteGroup,
+    /// What starts the agent's last line: the session's mark, then Packer's exit status.
+    end_mark: Vec<u8>,
     /// Packer's exit status, once the end mark was read.
     exit: Option<i32>,
     /// The line being handed out, and how much of it has been.
@@ -784,6 +790,13 @@ impl RemoteRun<'_> {
         }
     }
 
+    /// Whether reading the next line (or piece of one) would not wait for the host.
+    fn next_line_arrived(&self) -> bool {
+        let buffered = self.session.stdout.buffer();
+        self.exit.is_none()
+            && (buffered.len() >= LINE_PIECE || memchr::memchr(b'\n', buffered).is_some())
+    }
+
     /// Reads the next line (or piece of one) into `pending`; false at the end of the run.
     fn next_line(&mut self) -> std::io::Result<bool> {
         if self.exit.is_some() {
@@ -797,9 +810,8 @@ impl RemoteRun<'_> {
             return Ok(false); // the connection ended before the run did
         }
         let whole = self.pending.ends_with(b"\n");
-        let mark = format!("{} exit ", self.session.mark);
-        if whole && let Some(at) = find(&self.pending, mark.as_bytes()) {
-            let status = std::str::from_utf8(&self.pending[at + mark.len()..])
+        if whole && let Some(at) = memchr::memmem::find(&self.pending, &self.end_mark) {
+            let status = std::str::from_utf8(&self.pending[at + self.end_mark.len()..])
                 .ok()
                 .and_then(|rest| rest.trim().parse().ok());
             self.exit = Some(status.unwrap_or(-1));
@@ -812,22 +824,27 @@ impl RemoteRun<'_> {
     }
 }
 
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack
-        .windows(needle.len())
-        .position(|window| window == needle)
-}
-
 impl Read for RemoteRun<'_> {
+    /// Hands out as many lines as have arrived whole, so that the runner's reader passes on a
+    /// burst of output as one batch; waits for the host only while it has nothing to return.
     fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
-        if self.served == self.pending.len() && !self.next_line()? {
-            return Ok(0);
+        let mut filled = 0;
+        while filled < buffer.len() {
+            if self.served == self.pending.len() {
+                if filled > 0 && !self.next_line_arrived() {
+                    break;
+                }
+                if !self.next_line()? {
+                    break;
+                }
+            }
+            let left = &self.pending[self.served..];
+            let count = left.len().min(buffer.len() - filled);
+            buffer[filled..filled + count].copy_from_slice(&left[..count]);
+            self.served += count;
+            filled += count;
         }
-        let left = &self.pending[self.served..];
-        let count = left.len().min(buffer.len());
-        buffer[..count].copy_from_slice(&left[..count]);
-        self.served += count;
-        Ok(count)
+        Ok(filled)
     }
 }
 

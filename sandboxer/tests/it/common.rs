@@ -62,7 +62,7 @@ pub struct Sandboxer {
     root: PathBuf,
     state: PathBuf,
     cwd: PathBuf,
-    env: Vec<(String, String)>,
+    env: Vec<(String, std::ffi::OsString)>,
 }
 
 impl Sandboxer {
@@ -86,16 +86,25 @@ impl Sandboxer {
     }
 
     /// Adds an environment variable to every later run.
-    pub fn env(mut self, name: &str, value: impl AsRef<Path>) -> Self {
-        self.env
-            .push((name.to_owned(), value.as_ref().to_str().unwrap().to_owned()));
+    pub fn env(mut self, name: &str, value: impl AsRef<std::ffi::OsStr>) -> Self {
+        self.set_env(name, value);
         self
+    }
+
+    /// Sets an environment variable for every later run (any bytes, UTF-8 or not).
+    pub fn set_env(&mut self, name: &str, value: impl AsRef<std::ffi::OsStr>) {
+        self.env.push((name.to_owned(), value.as_ref().to_owned()));
     }
 
     /// Points `SANDBOXER_HOME` somewhere else.
     pub fn with_state_dir(mut self, state: PathBuf) -> Self {
         self.state = state;
         self
+    }
+
+    /// Points `SANDBOXER_HOME` somewhere else for every later run.
+    pub fn set_state_dir(&mut self, state: &Path) {
+        self.state = state.to_owned();
     }
 
     /// `SANDBOXER_HOME`.

@@ -147,6 +147,10 @@ const ELSEWHERE: &[(&str, &str)] = &[
         "packer",
         "that infra repository's templates (docs/migration-build-machines.md)",
     ),
+    (
+        "target",
+        "cargo's build directory: what cargo and xtask make (man pages, the bench report)",
+    ),
 ];
 
 /// The README and every page below `docs/`.

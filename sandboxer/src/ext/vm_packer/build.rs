@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;
-use std::io::{LineWriter, Write as _};
+use std::io::{BufWriter, Write as _};
 use std::os::unix::fs::OpenOptionsExt as _;
 
 use anyhow::Context as _;
@@ -468,14 +468,20 @@ struct Layout {
 }
 
 impl Layout {
-    fn local(template: &Template, var_files: &[LoadedVarFile], dirs: &SandboxDirs) -> Layout {
+    /// `tmpdir` is `work`, or a short stand-in when `work` is too long for Packer's sockets.
+    fn local(
+        template: &Template,
+        var_files: &[LoadedVarFile],
+        dirs: &SandboxDirs,
+        tmpdir: Utf8PathBuf,
+    ) -> Layout {
         Layout {
             template: template.path.clone(),
             workdir: template.workdir.clone(),
             var_files: listed(var_files).map(|file| file.path.clone()).collect(),
             output: dirs.output.clone(),
             secrets: dirs.work.join("sensitive-vars.json"),
-            tmpdir: dirs.work.clone(),
+            tmpdir,
         }
     }
 
@@ -538,8 +544,22 @@ impl Build {
         for dir in [&dirs.work, &dirs.output] {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {dir}"))?;
         }
+        // Held until the run ends: a short stand-in for `work` as Packer's TMPDIR here, when
+        // `work` is too long for Packer's plugin sockets.
+        let short_tmpdir = match build_host {
+            None => short_tmpdir_for(&dirs.work)?,
+            Some(_) => None,
+        };
         let layout = match build_host.as_deref() {
-            None => Layout::local(template, &self.var_files, dirs),
+            None => {
+                let tmpdir = match &short_tmpdir {
+                    Some(short) => Utf8Path::from_path(short.path())
+                        .context("the temporary directory is not UTF-8")?
+                        .to_owned(),
+                    None => dirs.work.clone(),
+                };
+                Layout::local(template, &self.var_files, dirs, tmpdir)
+            }
             Some(session) => Layout::remote(
                 template,
                 &self.var_files,
@@ -558,8 +578,10 @@ impl Build {
             .mode(0o600)
             .open(&dirs.log)
             .with_context(|| format!("opening log {}", dirs.log))?;
-        // Line-buffered, so `tail -f` on the log follows the build as it runs.
-        let mut log = LineWriter::new(log_file);
+        // Buffered, and flushed whenever Packer's output runs dry (see `runner::run`): `tail -f`
+        // follows the build as it runs, and a flood of output costs one write per 64 KiB, not
+        // one per line.
+        let mut log = BufWriter::with_capacity(64 * 1024, log_file);
         if let Some(reason) = &template.unread_reason {
             progress.note(format!("could not read the template's variables ({reason}); passing all of them and letting Packer judge"));
         }
@@ -612,7 +634,7 @@ impl Build {
                         packer,
                         args: vec!["init".to_owned(), template.path.to_string()],
                         workdir: &template.workdir,
-                        tmpdir: &dirs.work,
+                        tmpdir: &layout.tmpdir,
                         cancel_timeout: env.cancel_timeout,
                         heartbeat: env.heartbeat,
                     };
@@ -956,8 +978,31 @@ impl Build {
     }
 }
 
+/// The longest `TMPDIR` Packer can use: its plugins listen on Unix sockets named
+/// `$TMPDIR/packer-plugin<10 digits>`, and a socket path may not exceed 107 bytes (Packer
+/// crashes with "bind: invalid argument" past that).
+const MAX_PACKER_TMPDIR: usize = 107 - "/packer-plugin".len() - 10;
+
+/// A short private directory to stand in for `work` as Packer's `TMPDIR` when `work` (below a
+/// deep state dir) is too long for Packer's sockets; removed when dropped, as `work` is.
+fn short_tmpdir_for(work: &Utf8Path) -> anyhow::Result<Option<tempfile::TempDir>> {
+    if work.as_str().len() <= MAX_PACKER_TMPDIR {
+        return Ok(None);
+    }
+    let mut parent = std::env::temp_dir();
+    if parent.as_os_str().len() > MAX_PACKER_TMPDIR - 20 {
+        parent = "/tmp".into();
+    }
+    tempfile::Builder::new()
+        .prefix("sandboxer-")
+        .tempdir_in(&parent)
+        .map(Some)
+        .with_context(|| format!("creating a short TMPDIR for packer in {}", parent.display()))
+}
+
 /// Writes variables to a JSON var file only this user can read (Packer reads JSON var files for
-/// HCL2 and legacy templates alike). It lives in the run's TMPDIR, removed after the run.
+/// HCL2 and legacy templates alike). It lives in the sandbox's `work/` (on a build host, the
+/// build directory's `secrets/`), removed after the run.
 fn write_var_file(path: &Utf8Path, vars: &BTreeMap<String, String>) -> anyhow::Result<()> {
     use std::io::Write as _;
     let mut file = OpenOptions::new()
@@ -1210,6 +1255,7 @@ mod tests {
                 &build.template,
                 &build.var_files,
                 &crate::registry::Registry::existing(Utf8Path::new("/state")).dirs("sb-x"),
+                "/work".into(),
             )
         };
         let (args, secrets) = build.build_args(&layout, "local", OnFailure::Cleanup);

@@ -44,10 +44,30 @@ pub fn parse_line(raw: &str) -> Option<Line> {
 }
 
 fn decode(field: &str) -> String {
-    field
-        .replace("%!(PACKER_COMMA)", ",")
-        .replace("\\n", "\n")
-        .replace("\\r", "\r")
+    // One pass, jumping between the only bytes an escape starts with: this runs on every field
+    // of every line a build prints.
+    let mut decoded = String::with_capacity(field.len());
+    let mut rest = 0;
+    for at in memchr::memchr2_iter(b'%', b'\\', field.as_bytes()) {
+        if at < rest {
+            continue;
+        }
+        let tail = &field[at..];
+        let (replacement, escape_len) = if tail.starts_with("%!(PACKER_COMMA)") {
+            (",", "%!(PACKER_COMMA)".len())
+        } else if tail.starts_with("\\n") {
+            ("\n", 2)
+        } else if tail.starts_with("\\r") {
+            ("\r", 2)
+        } else {
+            continue;
+        };
+        decoded.push_str(&field[rest..at]);
+        decoded.push_str(replacement);
+        rest = at + escape_len;
+    }
+    decoded.push_str(&field[rest..]);
+    decoded
 }
 
 /// Applies the same escaping Packer applies, so a secret can be found in raw lines too.
@@ -63,6 +83,17 @@ pub const CANCEL_LINE: &str = "Cleanly cancelled builds after being interrupted.
 /// What Packer says as soon as it starts cancelling; builds it then reports as "finished" were
 /// in fact cut short.
 pub const CANCELLING_LINE: &str = "Cancelling build after receiving interrupt";
+
+/// Finders for the cancel lines, built once: every `ui` line is searched for both, and
+/// `str::contains` would build a new searcher for each.
+static CANCELLED: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+    std::sync::LazyLock::new(|| memchr::memmem::Finder::new(CANCEL_LINE.as_bytes()));
+static CANCELLING: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+    std::sync::LazyLock::new(|| memchr::memmem::Finder::new(CANCELLING_LINE.as_bytes()));
+
+fn mentions(text: &str, finder: &memchr::memmem::Finder<'_>) -> bool {
+    text.len() >= finder.needle().len() && finder.find(text.as_bytes()).is_some()
+}
 
 /// How many error lines a report keeps: enough to explain a failure, bounded for long builds.
 const MAX_ERRORS: usize = 20;
@@ -207,10 +238,10 @@ impl Report {
                 if level == Level::Error {
                     push_bounded(&mut self.ui_errors, text.clone());
                 }
-                if text.contains(CANCELLING_LINE) {
+                if mentions(text, &CANCELLING) {
                     self.cancelling = true;
                 }
-                if text.contains(CANCEL_LINE) {
+                if mentions(text, &CANCELLED) {
                     self.cancelled = true;
                     self.finish_steps(StepOutcome::Cancelled, &mut notify);
                 }

@@ -3,8 +3,8 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::CommandExt as _;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
+use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -354,12 +354,12 @@ fn run_there(
     run.finish().map(Some)
 }
 
-/// Streams Packer's output from `reader` (read on a thread of its own, a few lines ahead)
-/// while `watch` runs beside it, told through its flag when the stream has ended; `stop` ends
-/// Packer when its output can no longer be written down.
+/// Streams Packer's output from `reader` (read on a thread of its own, a few batches ahead)
+/// while `watch` runs beside it, woken through [`Finished`] as soon as the stream has ended;
+/// `stop` ends Packer when its output can no longer be written down.
 #[allow(clippy::too_many_arguments)]
 fn stream_while(
-    watch: impl FnOnce(&AtomicBool) + Send,
+    watch: impl FnOnce(&Finished) + Send,
     reader: &mut (dyn Read + Send),
     stop: impl FnOnce(),
     invocation: &Invocation<'_>,
@@ -369,10 +369,10 @@ fn stream_while(
     report: &mut Report,
     cancel: &Cancel,
 ) -> anyhow::Result<()> {
-    let finished = AtomicBool::new(false);
+    let finished = Finished::default();
     std::thread::scope(|scope| {
         scope.spawn(|| watch(&finished));
-        let (lines, received) = mpsc::sync_channel(LINES_IN_FLIGHT);
+        let (lines, received) = mpsc::sync_channel(BATCHES_IN_FLIGHT);
         let reading = scope.spawn(|| read_lines(reader, lines));
         let logged = stream(
             invocation, received, log, redactor, progress, report, cancel,
@@ -383,29 +383,56 @@ fn stream_while(
         let read = reading
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        finished.store(true, Ordering::SeqCst);
+        finished.set();
         read.and(logged.context("writing the log"))
     })
 }
 
-/// How many lines the reader may be ahead of the stream; bounds memory when sinks are slow.
-const LINES_IN_FLIGHT: usize = 16;
+/// How many batches of lines the reader may be ahead of the stream; with [`BATCH_BYTES`], this
+/// bounds memory when sinks are slow.
+const BATCHES_IN_FLIGHT: usize = 4;
 
-/// Reads Packer's output line by line (each at most [`MAX_LINE`] bytes) into `lines`.
+/// A batch is sent once the reader has nothing more buffered (it would wait for Packer next),
+/// or once it holds this much: one hand-over between the threads per batch, not per line.
+const BATCH_BYTES: usize = 128 * 1024;
+
+/// Reads Packer's output line by line (each at most [`MAX_LINE`] bytes) into `lines`, in batches.
 fn read_lines(
     reader: &mut (dyn Read + Send),
-    lines: mpsc::SyncSender<Vec<u8>>,
+    lines: mpsc::SyncSender<Batch>,
 ) -> anyhow::Result<()> {
-    let mut input = BufReader::new(reader);
+    // As large as a pipe's buffer, so one read takes all Packer has written.
+    let mut input = BufReader::with_capacity(64 * 1024, reader);
     loop {
-        let mut buffer = Vec::with_capacity(256);
-        if read_bounded_line(&mut input, &mut buffer, MAX_LINE)? == 0 {
-            return Ok(());
-        }
-        if lines.send(buffer).is_err() {
+        let mut batch = Batch::default();
+        let ended = loop {
+            let start = batch.bytes.len();
+            let read = read_bounded_line(&mut input, &mut batch.bytes, start + MAX_LINE)?;
+            if read == 0 {
+                break true;
+            }
+            let cut = read > batch.bytes.len() - start;
+            batch.lines.push((start..batch.bytes.len(), cut));
+            if input.buffer().is_empty() || batch.bytes.len() >= BATCH_BYTES {
+                break false;
+            }
+        };
+        if !batch.lines.is_empty() && lines.send(batch).is_err() {
             return Ok(()); // the stream ended first
         }
+        if ended {
+            return Ok(());
+        }
     }
+}
+
+/// Lines of Packer's output as read, each at most [`MAX_LINE`] bytes, in one buffer: one
+/// allocation per batch, not one per line.
+#[derive(Default)]
+struct Batch {
+    bytes: Vec<u8>,
+    /// Each line's bytes, and whether the rest of it was dropped.
+    lines: Vec<(std::ops::Range<usize>, bool)>,
 }
 
 /// Hands what a line means to the progress stream.
@@ -433,7 +460,7 @@ fn publish(progress: &mut dyn Progress, notice: Notice) {
 /// been silent for the invocation's heartbeat interval.
 fn stream(
     invocation: &Invocation<'_>,
-    lines: mpsc::Receiver<Vec<u8>>,
+    lines: mpsc::Receiver<Batch>,
     log: &mut dyn Write,
     redactor: &Redactor,
     progress: &mut dyn Progress,
@@ -442,43 +469,98 @@ fn stream(
 ) -> std::io::Result<()> {
     let mut last_heard = Instant::now();
     loop {
-        let buffer = match invocation.heartbeat {
-            None => match lines.recv() {
-                Ok(buffer) => buffer,
-                Err(mpsc::RecvError) => return Ok(()),
-            },
-            Some(interval) => {
-                let wait = interval.saturating_sub(last_heard.elapsed());
-                match lines.recv_timeout(wait) {
-                    Ok(buffer) => buffer,
-                    Err(mpsc::RecvTimeoutError::Timeout) => {
-                        let step = report
-                            .current_step()
-                            .map(|step| format!("{}: {}", step.build, step.name))
-                            .unwrap_or_else(|| invocation.name());
-                        progress.publish(Kind::Heartbeat {
-                            step,
-                            silent: last_heard.elapsed(),
-                        });
-                        // The next one after another full interval of silence.
-                        last_heard = Instant::now();
-                        continue;
+        let waiting = match lines.try_recv() {
+            Ok(line) => Some(line),
+            Err(mpsc::TryRecvError::Empty) => None,
+            Err(mpsc::TryRecvError::Disconnected) => return Ok(()),
+        };
+        let batch = match waiting {
+            Some(batch) => batch,
+            // Everything read so far is handled and Packer has said nothing more yet: let the
+            // log catch up, so that `tail -f` shows the build as it runs.
+            None => match log.flush() {
+                Err(err) => return Err(err),
+                Ok(()) => match invocation.heartbeat {
+                    None => match lines.recv() {
+                        Ok(buffer) => buffer,
+                        Err(mpsc::RecvError) => return Ok(()),
+                    },
+                    Some(interval) => {
+                        let wait = interval.saturating_sub(last_heard.elapsed());
+                        match lines.recv_timeout(wait) {
+                            Ok(buffer) => buffer,
+                            Err(mpsc::RecvTimeoutError::Timeout) => {
+                                let step = report
+                                    .current_step()
+                                    .map(|step| format!("{}: {}", step.build, step.name))
+                                    .unwrap_or_else(|| invocation.name());
+                                progress.publish(Kind::Heartbeat {
+                                    step,
+                                    silent: last_heard.elapsed(),
+                                });
+                                // The next one after another full interval of silence.
+                                last_heard = Instant::now();
+                                continue;
+                            }
+                            Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
+                        }
                     }
-                    Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
-                }
-            }
+                },
+            },
         };
         last_heard = Instant::now();
-        let raw = String::from_utf8_lossy(&buffer);
-        let line = redactor.redact(&raw);
-        log.write_all(line.as_bytes())?;
-        if !line.ends_with('\n') {
-            log.write_all(b"\n")?;
+        for (range, cut) in &batch.lines {
+            let bytes = &batch.bytes[range.clone()];
+            // Validation alone is much faster than the lossy conversion, and almost every line
+            // passes.
+            let raw = match std::str::from_utf8(bytes) {
+                Ok(text) => std::borrow::Cow::Borrowed(text),
+                Err(_) => String::from_utf8_lossy(bytes),
+            };
+            let line = if *cut {
+                redactor.redact_cut(&raw) // a secret may straddle the cut
+            } else {
+                redactor.redact(&raw)
+            };
+            log.write_all(line.as_bytes())?;
+            if !line.ends_with('\n') {
+                log.write_all(b"\n")?;
+            }
+            if cancel.requested().is_some() {
+                report.interrupted();
+            }
+            report.observe(&line, |notice| publish(progress, notice));
         }
-        if cancel.requested().is_some() {
-            report.interrupted();
-        }
-        report.observe(&line, |notice| publish(progress, notice));
+    }
+}
+
+/// Set when Packer's output has ended; wakes the watcher at once instead of at its next tick.
+#[derive(Default)]
+struct Finished {
+    done: Mutex<bool>,
+    changed: Condvar,
+}
+
+impl Finished {
+    fn set(&self) {
+        *self
+            .done
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = true;
+        self.changed.notify_all();
+    }
+
+    /// Waits up to `timeout` for [`Finished::set`]; whether it has been set.
+    fn wait(&self, timeout: Duration) -> bool {
+        let done = self
+            .done
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let (done, _) = self
+            .changed
+            .wait_timeout_while(done, timeout, |done| !*done)
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        *done
     }
 }
 
@@ -491,12 +573,12 @@ const STRAGGLER_GRACE: Duration = Duration::from_secs(2);
 fn watch_group(
     pgid: u32,
     leader_started: Option<u64>,
-    finished: &AtomicBool,
+    finished: &Finished,
     cancel: &Cancel,
     cancel_timeout: Duration,
 ) {
     let mut leader_gone_at: Option<Instant> = None;
-    while !finished.load(Ordering::SeqCst) {
+    loop {
         let cancel_overdue = cancel
             .requested_at()
             .is_some_and(|at| at.elapsed() >= cancel_timeout);
@@ -509,7 +591,10 @@ fn watch_group(
         if cancel_overdue || stragglers_overdue {
             let _ = process::signal_group(pgid, rustix::process::Signal::KILL);
         }
-        std::thread::sleep(Duration::from_millis(20));
+        // Woken at once when the stream ends: the build's caller waits for this thread.
+        if finished.wait(Duration::from_millis(20)) {
+            return;
+        }
     }
 }
 
@@ -517,12 +602,12 @@ fn watch_group(
 /// the group there (the agent itself kills what Packer leaves behind).
 fn watch_remote_group(
     group: &RemoteGroup,
-    finished: &AtomicBool,
+    finished: &Finished,
     cancel: &Cancel,
     cancel_timeout: Duration,
 ) {
     let mut killed = false;
-    while !finished.load(Ordering::SeqCst) {
+    loop {
         let cancel_overdue = cancel
             .requested_at()
             .is_some_and(|at| at.elapsed() >= cancel_timeout);
@@ -530,7 +615,10 @@ fn watch_remote_group(
             group.signal(rustix::process::Signal::KILL);
             killed = true;
         }
-        std::thread::sleep(Duration::from_millis(20));
+        // Woken at once when the stream ends, as for a group here.
+        if finished.wait(Duration::from_millis(20)) {
+            return;
+        }
     }
 }
 
@@ -550,7 +638,7 @@ fn read_bounded_line(
         if available.is_empty() {
             return Ok(total);
         }
-        let (chunk, done) = match available.iter().position(|byte| *byte == b'\n') {
+        let (chunk, done) = match memchr::memchr(b'\n', available) {
             Some(at) => (&available[..=at], true),
             None => (available, false),
         };

@@ -118,10 +118,11 @@ pub fn resolve_path(
     match value.strip_prefix(builtin::SCHEME) {
         Some(bundled) => {
             let parts: Vec<&str> = bundled.split('/').filter(|part| !part.is_empty()).collect();
-            anyhow::ensure!(
-                parts.len() >= 2 && !parts.contains(&".."),
-                "`{value}` must name a bundled example, e.g. `builtin:examples/ova/ova.pkr.hcl`"
-            );
+            if parts.len() < 2 || parts.iter().any(|part| *part == ".." || *part == ".") {
+                return Err(usage(format!(
+                    "`{value}` must name a bundled example, e.g. `builtin:examples/ova/ova.pkr.hcl`"
+                )));
+            }
             let dir = builtin::materialize(&parts[..2].join("/"), &cache_dir.join("builtin"))?;
             Ok(dir.join(parts[2..].join("/")))
         }
@@ -150,6 +151,12 @@ pub fn locate(value: &str, cwd: &Utf8Path, cache_dir: &Utf8Path) -> anyhow::Resu
             unreadable(value, &path, &err)
         ))
     })?;
+    if !meta.is_dir() && !meta.is_file() {
+        // A FIFO or a device would block the read below, or never end.
+        return Err(usage(format!(
+            "packer_template {value:?}: {path} is not a regular file or a directory"
+        )));
+    }
     let path = path
         .canonicalize_utf8()
         .with_context(|| format!("resolving {path}"))?;
@@ -193,8 +200,8 @@ pub fn locate(value: &str, cwd: &Utf8Path, cache_dir: &Utf8Path) -> anyhow::Resu
         digests: Vec::new(),
     };
     for file in files {
-        let text =
-            std::fs::read_to_string(&file).with_context(|| format!("reading template {file}"))?;
+        let bytes = std::fs::read(&file).with_context(|| format!("reading template {file}"))?;
+        let text = crate::profile::utf8_text(&bytes, file.as_str())?;
         template.digests.push(crate::provenance::FileDigest {
             path: file
                 .strip_prefix(&template.workdir)
@@ -202,9 +209,9 @@ pub fn locate(value: &str, cwd: &Utf8Path, cache_dir: &Utf8Path) -> anyhow::Resu
             sha256: crate::provenance::sha256_hex(text.as_bytes()),
         });
         let read = match (format, file.as_str().ends_with(".json")) {
-            (Format::LegacyJson, _) => read_legacy_json(&text),
-            (Format::Hcl2, true) => read_hcl2_json(&text),
-            (Format::Hcl2, false) => read_hcl2(&text),
+            (Format::LegacyJson, _) => read_legacy_json(text),
+            (Format::Hcl2, true) => read_hcl2_json(text),
+            (Format::Hcl2, false) => read_hcl2(text),
         };
         match read {
             Ok(declared) => {
