@@ -18,6 +18,7 @@ mod packer_build;
 mod placement;
 mod progress_hub;
 mod provenance;
+mod readme;
 mod scripts;
 mod sshd;
 mod templates;
