@@ -110,6 +110,9 @@ impl Library {
     /// torn down through the library (so an OVA moves to `artifacts/<id>/` beside its
     /// provenance), then dated back.
     fn make(&self, spec: &Spec) -> String {
+        // Ids order by the millisecond of creation and a random tail breaks ties: a sandbox
+        // made in the same millisecond as the previous one could list before it.
+        std::thread::sleep(std::time::Duration::from_millis(2));
         let registry = self.registry();
         let created_at = Timestamp::now() - spec.age;
         let ends_torn_down = spec.state.is_gone();
