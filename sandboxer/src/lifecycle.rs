@@ -442,22 +442,22 @@ pub fn create(
             Some(session) => session.slot,
             None => slot.index,
         };
-        // The provenance names the host chosen, and on a build host, the Packer there.
-        let mut provenance = prepared.provenance(&dirs, &host.name);
-        if let (Some(tool), Some(session)) = (
-            provenance
-                .as_mut()
-                .and_then(|provenance| provenance.tool.as_mut()),
-            session.as_deref(),
-        ) {
-            tool.path = session.host().ssh.packer.as_str().into();
-            tool.version = session.packer_version().map(|said| {
-                crate::ext::vm_packer::runner::parse_version(said)
-                    .unwrap_or_else(|| said.to_owned())
-            });
-        }
         // A record born `provisioning` already says all this.
         if !born_provisioning {
+            // The provenance names the host chosen, and on a build host, the Packer there.
+            let mut provenance = prepared.provenance(&dirs, &host.name);
+            if let (Some(tool), Some(session)) = (
+                provenance
+                    .as_mut()
+                    .and_then(|provenance| provenance.tool.as_mut()),
+                session.as_deref(),
+            ) {
+                tool.path = session.host().ssh.packer.as_str().into();
+                tool.version = session.packer_version().map(|said| {
+                    crate::ext::vm_packer::runner::parse_version(said)
+                        .unwrap_or_else(|| said.to_owned())
+                });
+            }
             registry.update(&id, |record| {
                 record.state = State::Provisioning;
                 record.provenance = provenance;
