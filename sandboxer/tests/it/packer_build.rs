@@ -741,6 +741,35 @@ fn a_short_secret_is_redacted_too() {
     assert_no_secret(&sandboxer, &[secret], &[id], &[&created]);
 }
 
+/// A one-character secret is hidden in what the build printed without breaking the log's lines:
+/// their timestamps (full of digits) and types stay readable, so the build is still understood.
+#[test]
+fn a_one_digit_secret_never_breaks_the_log() {
+    let sandboxer = with_packer();
+    let template = template_input(&sandboxer, "sensitive", "sensitive.pkr.hcl");
+    let created = create(
+        &sandboxer,
+        &["--json"],
+        &[&template, "vm_name=digit", "var.token=7"],
+    )
+    .success()
+    .stderr_contains("token=<redacted>\n");
+    let record = created.json();
+    assert_eq!(record["state"], "ready");
+    let log = std::fs::read_to_string(record["log"].as_str().unwrap()).unwrap();
+    for line in log.lines().filter(|line| !line.starts_with("# sandboxer")) {
+        let fields: Vec<&str> = line.splitn(4, ',').collect();
+        assert!(
+            fields.len() >= 3
+                && fields[0].bytes().all(|b| b.is_ascii_digit())
+                && !fields[0].is_empty()
+                && !fields[2].contains("<redacted>"),
+            "a line lost its structure: {line}"
+        );
+    }
+    assert!(log.contains("token=<redacted>"), "{log}");
+}
+
 #[test]
 fn a_running_packer_gets_secrets_from_a_private_var_file_not_its_argv_or_environment() {
     let sandboxer = with_packer();

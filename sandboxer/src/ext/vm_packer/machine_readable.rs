@@ -8,10 +8,13 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
+use std::borrow::Cow;
+
 use camino::Utf8PathBuf;
 
 use crate::progress::{Level, Step, StepKind, StepOutcome};
 use crate::record::{BuildOutcome, BuildRun};
+use crate::redact::Redactor;
 
 /// One decoded line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,6 +71,51 @@ fn decode(field: &str) -> String {
     }
     decoded.push_str(&field[rest..]);
     decoded
+}
+
+/// Redacts one raw line, leaving its timestamp and type alone: a short secret (`1`, `ui`) must
+/// hide what a build printed, never break the line's structure (a redacted timestamp would make
+/// the line unreadable, and artifact and cancel lines would be missed). A line that is not
+/// machine-readable is redacted whole. `cut`: the line was cut short, and a secret may straddle
+/// its end.
+pub fn redact_line<'a>(redactor: &Redactor, raw: &'a str, cut: bool) -> Cow<'a, str> {
+    let whole = |text: &'a str| {
+        if cut {
+            redactor.redact_cut(text)
+        } else {
+            redactor.redact(text)
+        }
+    };
+    let Some((timestamp, rest)) = raw.split_once(',') else {
+        return whole(raw);
+    };
+    let Some((target, rest)) = rest.split_once(',') else {
+        return whole(raw);
+    };
+    let (kind, data) = rest.split_once(',').unwrap_or((rest, ""));
+    let structural =
+        |field: &str, allowed: fn(u8) -> bool| !field.is_empty() && field.bytes().all(allowed);
+    if !structural(timestamp, |b| b.is_ascii_digit())
+        || !structural(kind.trim_end(), |b| b.is_ascii_lowercase() || b == b'-')
+    {
+        return whole(raw);
+    }
+    let target_shown = redactor.redact(target);
+    let data_shown = whole(data);
+    if matches!(target_shown, Cow::Borrowed(_)) && matches!(data_shown, Cow::Borrowed(_)) {
+        return Cow::Borrowed(raw);
+    }
+    let mut line = String::with_capacity(raw.len() + 16);
+    line.push_str(timestamp);
+    line.push(',');
+    line.push_str(&target_shown);
+    line.push(',');
+    line.push_str(kind);
+    if rest.len() > kind.len() {
+        line.push(',');
+        line.push_str(&data_shown);
+    }
+    Cow::Owned(line)
 }
 
 /// Applies the same escaping Packer applies, so a secret can be found in raw lines too.
@@ -512,6 +560,42 @@ mod tests {
         assert_eq!(
             steps(&notices),
             ["start qemu.vm build Starting VM, booting from disk..."]
+        );
+    }
+
+    #[test]
+    fn a_short_secret_never_breaks_a_line() {
+        let redactor = Redactor::new(["1".to_owned()], &[encode]);
+        let line = "1795746248,,ui,message,    null.x: token=1\n";
+        let shown = redact_line(&redactor, line, false);
+        assert_eq!(
+            shown,
+            "1795746248,,ui,message,    null.x: token=<redacted>\n"
+        );
+        let mut report = Report::default();
+        report.observe(
+            &redact_line(
+                &redactor,
+                &format!("1795746249,,ui,say,{CANCEL_LINE}"),
+                false,
+            ),
+            |_| {},
+        );
+        assert!(report.cancelled, "the cancel line is still recognised");
+        // Not machine-readable: redacted whole.
+        assert_eq!(
+            redact_line(&redactor, "panic: 1 thing", false),
+            "panic: <redacted> thing"
+        );
+        // Nothing to hide: the line itself, not a copy.
+        assert!(matches!(
+            redact_line(&redactor, "1700000000,,ui,say,ok", false),
+            Cow::Borrowed(_)
+        ));
+        let redactor = Redactor::new(["ui".to_owned()], &[encode]);
+        assert_eq!(
+            redact_line(&redactor, "1,,ui,message,log in as ui", false),
+            "1,,ui,message,log in as <redacted>"
         );
     }
 

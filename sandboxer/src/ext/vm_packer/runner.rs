@@ -517,11 +517,7 @@ fn stream(
                 Ok(text) => std::borrow::Cow::Borrowed(text),
                 Err(_) => String::from_utf8_lossy(bytes),
             };
-            let line = if *cut {
-                redactor.redact_cut(&raw) // a secret may straddle the cut
-            } else {
-                redactor.redact(&raw)
-            };
+            let line = super::machine_readable::redact_line(redactor, &raw, *cut);
             log.write_all(line.as_bytes())?;
             if !line.ends_with('\n') {
                 log.write_all(b"\n")?;
