@@ -17,6 +17,7 @@ pub mod hub;
 pub mod inputs;
 pub mod lifecycle;
 pub mod logs;
+pub mod names;
 pub mod placement;
 pub mod pool;
 pub mod process;

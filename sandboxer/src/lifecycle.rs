@@ -123,7 +123,7 @@ pub fn plan(config: &Config, request: &CreateRequest) -> anyhow::Result<Plan> {
             hub::WORKSTREAM_INPUT => &mut labels.workstream,
             hub::TASK_INPUT => &mut labels.task,
             PLACEMENT_HOST => {
-                if let Err(problem) = crate::pool::check_name(&assignment.value) {
+                if let Err(problem) = crate::names::check_name(&assignment.value) {
                     return Err(usage(format!(
                         "--input {PLACEMENT_HOST}={}: {problem}",
                         assignment.value

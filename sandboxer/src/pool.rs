@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use crate::error::{did_you_mean, not_found, usage};
+use crate::names::check_name;
 use crate::profile::line_column;
 use crate::ssh::{SshTarget, check_host, check_user, parse_port};
 
@@ -199,20 +200,7 @@ pub fn parse(text: &str, display_path: &str, base: &Utf8Path) -> anyhow::Result<
                 "{name_at}: host `{name}` is already defined at {first}; host names must be unique"
             )));
         }
-        let max_concurrent = match &shape.max_concurrent {
-            None => None,
-            Some(max) => Some(
-                u32::try_from(*max.get_ref())
-                    .ok()
-                    .and_then(NonZeroU32::new)
-                    .ok_or_else(|| {
-                        usage(format!(
-                            "{}: max_concurrent must be a whole number of at least 1 (leave it out for no limit)",
-                            at(max.span())
-                        ))
-                    })?,
-            ),
-        };
+        let max_concurrent = crate::profile::max_concurrent(shape.max_concurrent.as_ref(), &at)?;
         let mut labels = Vec::new();
         for label in &shape.labels {
             check_name(label.get_ref()).map_err(|problem| {
@@ -387,21 +375,6 @@ pub fn parse_ssh(value: &str) -> Result<SshTarget, String> {
         user,
         identity: None,
     })
-}
-
-/// Host names and labels: letters, digits, `.`, `_` and `-`, not starting with `-` or `.`.
-pub fn check_name(value: &str) -> Result<(), String> {
-    let valid = !value.is_empty()
-        && value.len() <= 64
-        && !value.starts_with(['-', '.'])
-        && value
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
-    if valid {
-        Ok(())
-    } else {
-        Err("is not a valid name: use 1 to 64 letters, digits, `.`, `_` and `-`, not starting with `-` or `.`".to_owned())
-    }
 }
 
 /// serde's message, with a "did you mean" for a misspelt key.

@@ -372,20 +372,7 @@ pub fn parse(text: &str, display_path: &str, source: Source) -> anyhow::Result<P
         )));
     }
 
-    let max_concurrent = match &file.placement.max_concurrent {
-        None => None,
-        Some(max) => Some(
-            u32::try_from(*max.get_ref())
-                .ok()
-                .and_then(NonZeroU32::new)
-                .ok_or_else(|| {
-                    usage(format!(
-                        "{}: max_concurrent must be a whole number of at least 1 (leave it out for no limit)",
-                        at(max.span())
-                    ))
-                })?,
-        ),
-    };
+    let max_concurrent = max_concurrent(file.placement.max_concurrent.as_ref(), &at)?;
     let placement = placement(file.placement, max_concurrent, &source, &at)?;
 
     let extension_id = file.extension.get_ref();
@@ -518,7 +505,7 @@ fn placement(
         (None, false) => local_host(),
         (Some(host), false) => {
             let name = host.get_ref();
-            if crate::pool::check_name(name).is_err() {
+            if crate::names::check_name(name).is_err() {
                 return Err(usage(format!(
                     "{}: invalid placement host {name:?}: use letters, digits, `.`, `_` and `-`, not starting with `-` or `.`",
                     at(host.span())
@@ -536,7 +523,7 @@ fn placement(
             )));
         }
         for label in written.into_inner() {
-            crate::pool::check_name(label.get_ref()).map_err(|problem| {
+            crate::names::check_name(label.get_ref()).map_err(|problem| {
                 usage(format!(
                     "{}: label {:?} {problem}",
                     at(label.span()),
@@ -613,6 +600,27 @@ pub fn utf8_text<'a>(bytes: &'a [u8], display_path: &str) -> anyhow::Result<&'a 
             bytes[err.valid_up_to()]
         ))
     })
+}
+
+/// A `max_concurrent` setting (a profile's placement, a build host's): a whole number of at least
+/// 1, or no limit when absent; `at` locates a bad one.
+pub(crate) fn max_concurrent(
+    setting: Option<&Spanned<i64>>,
+    at: &impl Fn(std::ops::Range<usize>) -> String,
+) -> anyhow::Result<Option<NonZeroU32>> {
+    let Some(max) = setting else {
+        return Ok(None);
+    };
+    u32::try_from(*max.get_ref())
+        .ok()
+        .and_then(NonZeroU32::new)
+        .map(Some)
+        .ok_or_else(|| {
+            usage(format!(
+                "{}: max_concurrent must be a whole number of at least 1 (leave it out for no limit)",
+                at(max.span())
+            ))
+        })
 }
 
 /// 1-based `line:column` of a byte offset; columns count characters.

@@ -49,14 +49,14 @@ static SPECS: [InputSpec; 14] = [
     },
     InputSpec {
         required: true,
-        validate: Some(check_name),
+        validate: Some(crate::names::check_name),
         ..InputSpec::new(
             "vm_name",
             "names the VM and its files: letters, digits, `.`, `_`, `-`",
         )
     },
     InputSpec {
-        validate: Some(check_name),
+        validate: Some(crate::names::check_name),
         ..InputSpec::new(
             "project",
             "the project a build machine is for; passed as -var project=... when the template declares it",
@@ -221,22 +221,6 @@ pub(super) fn required<'a>(inputs: &'a Inputs, name: &str) -> anyhow::Result<&'a
     inputs
         .get(name)
         .with_context(|| format!("input `{name}` is missing"))
-}
-
-/// Values that name files and VMs: letters, digits, `.`, `_`, `-`, not starting with `-` or `.`;
-/// such a value is safe in a file name, a make variable and a remote shell's command line.
-pub(super) fn check_name(value: &str) -> Result<(), String> {
-    let valid = !value.is_empty()
-        && value.len() <= 64
-        && !value.starts_with(['-', '.'])
-        && value
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
-    if valid {
-        Ok(())
-    } else {
-        Err("is not a valid name: use 1 to 64 letters, digits, `.`, `_` or `-`, not starting with `-` or `.`".to_owned())
-    }
 }
 
 fn check_port(value: &str) -> Result<(), String> {

@@ -8,8 +8,8 @@ use camino::{Utf8Path, Utf8PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::check_name;
 use crate::error::{Error, ErrorKind, usage};
+use crate::names::check_name;
 use crate::profile::line_column;
 use crate::record::ForwardedPort;
 use crate::ssh::check_host;
