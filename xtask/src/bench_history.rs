@@ -28,28 +28,7 @@ pub const LIVE: usize = 100;
 pub const MAX_RATIO_TO_CAT: f64 = 1.25;
 const ROUNDS: usize = 11;
 
-/// Wall times of one side of the comparison.
-#[derive(Debug, Clone)]
-pub struct Stats {
-    pub median: Duration,
-    pub min: Duration,
-    pub max: Duration,
-    /// Every round's time, in the order taken (for `cargo xtask bench`'s `Series`).
-    pub samples: Vec<Duration>,
-}
-
-impl Stats {
-    fn of(samples: Vec<Duration>) -> Stats {
-        let mut times = samples.clone();
-        times.sort();
-        Stats {
-            median: times[times.len() / 2],
-            min: times[0],
-            max: times[times.len() - 1],
-            samples,
-        }
-    }
-}
+pub use crate::stats::Stats;
 
 /// `cat` of every record file, `sandboxer list` and `sandboxer list --json`.
 #[derive(Debug, Clone)]

@@ -19,24 +19,7 @@ const BUILD_SECONDS: &str = "2";
 const RUNS: usize = 5;
 pub const MAX_RATIO: f64 = 1.02;
 
-/// Wall times of one configuration.
-#[derive(Debug, Clone, Copy)]
-pub struct Stats {
-    pub median: Duration,
-    pub min: Duration,
-    pub max: Duration,
-}
-
-impl Stats {
-    fn of(mut times: Vec<Duration>) -> Stats {
-        times.sort();
-        Stats {
-            median: times[times.len() / 2],
-            min: times[0],
-            max: times[times.len() - 1],
-        }
-    }
-}
+pub use crate::stats::Stats;
 
 /// The two configurations and their ratio.
 #[derive(Debug, Clone)]

@@ -22,24 +22,7 @@ use xshell::{Shell, cmd};
 /// records the host key).
 pub const RUNS: usize = 7;
 
-/// Wall times of one configuration.
-#[derive(Debug, Clone, Copy)]
-pub struct Stats {
-    pub median: Duration,
-    pub min: Duration,
-    pub max: Duration,
-}
-
-impl Stats {
-    fn of(mut times: Vec<Duration>) -> Stats {
-        times.sort();
-        Stats {
-            median: times[times.len() / 2],
-            min: times[0],
-            max: times[times.len() - 1],
-        }
-    }
-}
+pub use crate::stats::Stats;
 
 /// The two configurations, and what the build host adds.
 #[derive(Debug, Clone)]

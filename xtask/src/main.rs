@@ -12,6 +12,7 @@ mod fuzz;
 mod install;
 mod man;
 mod setup;
+mod stats;
 mod verify_shim;
 
 use anyhow::Context as _;
