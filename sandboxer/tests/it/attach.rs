@@ -275,11 +275,9 @@ fn sandboxer_ssh_passes_stdio_exit_codes_and_hostile_arguments_through() {
     }
 }
 
-#[test]
-fn nothing_listening_is_reported_as_such() {
-    let sandboxer = Sandboxer::new();
-    let port = free_port().to_string();
-    let run = sandboxer.run(&[
+/// `create --profile vm-attach` of vm `web` at 127.0.0.1:`port`, plus `extra` arguments.
+fn attach_port_args(port: &str, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = [
         "create",
         "--profile",
         "vm-attach",
@@ -288,8 +286,20 @@ fn nothing_listening_is_reported_as_such() {
         "-i",
         "host=127.0.0.1",
         "-i",
-        &format!("ssh_port={port}"),
-    ]);
+    ]
+    .iter()
+    .map(|arg| arg.to_string())
+    .collect();
+    args.push(format!("ssh_port={port}"));
+    args.extend(extra.iter().map(|arg| arg.to_string()));
+    args
+}
+
+#[test]
+fn nothing_listening_is_reported_as_such() {
+    let sandboxer = Sandboxer::new();
+    let port = free_port().to_string();
+    let run = sandboxer.run(&args(&attach_port_args(&port, &[])));
     assert_attach_failed(
         &sandboxer,
         run,
@@ -318,17 +328,7 @@ fn greeting_server(greeting: &'static str) -> u16 {
 fn a_server_that_is_not_ssh_is_reported_as_such() {
     let port = greeting_server("220 mail.example.org ESMTP ready\r\n").to_string();
     let sandboxer = Sandboxer::new();
-    let run = sandboxer.run(&[
-        "create",
-        "--profile",
-        "vm-attach",
-        "-i",
-        "vm_name=web",
-        "-i",
-        "host=127.0.0.1",
-        "-i",
-        &format!("ssh_port={port}"),
-    ]);
+    let run = sandboxer.run(&args(&attach_port_args(&port, &[])));
     assert_attach_failed(
         &sandboxer,
         run,
@@ -345,19 +345,10 @@ fn a_listener_that_never_speaks_times_out_within_connect_timeout() {
     let port = listener.local_addr().unwrap().port().to_string();
     let sandboxer = Sandboxer::new();
     let started = Instant::now();
-    let run = sandboxer.run(&[
-        "create",
-        "--profile",
-        "vm-attach",
-        "-i",
-        "vm_name=web",
-        "-i",
-        "host=127.0.0.1",
-        "-i",
-        &format!("ssh_port={port}"),
-        "-i",
-        "connect_timeout=1s",
-    ]);
+    let run = sandboxer.run(&args(&attach_port_args(
+        &port,
+        &["-i", "connect_timeout=1s"],
+    )));
     let took = started.elapsed();
     assert_attach_failed(
         &sandboxer,
@@ -379,19 +370,10 @@ fn ctrl_c_cancels_an_attach_at_once() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port().to_string();
     let sandboxer = Sandboxer::new();
-    let mut running = sandboxer.start(&[
-        "create",
-        "--profile",
-        "vm-attach",
-        "-i",
-        "vm_name=web",
-        "-i",
-        "host=127.0.0.1",
-        "-i",
-        &format!("ssh_port={port}"),
-        "-i",
-        "connect_timeout=60s",
-    ]);
+    let mut running = sandboxer.start(&args(&attach_port_args(
+        &port,
+        &["-i", "connect_timeout=60s"],
+    )));
     running.wait_for_stderr("attaching vm `web`");
     let asked = Instant::now();
     signal(running.id(), "INT");
@@ -539,19 +521,7 @@ fn a_live_vm_is_attached_once_unless_forced() {
     let sandboxer = Sandboxer::new();
     // A failed attach holds nothing.
     let port = free_port().to_string();
-    sandboxer
-        .run(&[
-            "create",
-            "--profile",
-            "vm-attach",
-            "-i",
-            "vm_name=web",
-            "-i",
-            "host=127.0.0.1",
-            "-i",
-            &format!("ssh_port={port}"),
-        ])
-        .code(1);
+    sandboxer.run(&args(&attach_port_args(&port, &[]))).code(1);
     let first = id_of(&attach(&sandboxer, &sshd, "web"));
     let run = sandboxer.run(&args(&attach_args(&sshd, "web"))).code(1);
     run.error_contains(&format!(

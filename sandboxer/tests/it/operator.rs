@@ -29,6 +29,21 @@ fn start_gated(sandboxer: &Sandboxer) -> (crate::common::Running, std::path::Pat
     (running, gate, id)
 }
 
+/// Starts `logs ID --follow`, its stdout readable line by line.
+fn follow(
+    sandboxer: &Sandboxer,
+    id: &str,
+) -> (std::process::Child, BufReader<std::process::ChildStdout>) {
+    let mut follower = sandboxer
+        .command(&["logs", id, "--follow"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = BufReader::new(follower.stdout.take().unwrap());
+    (follower, stdout)
+}
+
 /// Reads a child's stdout until a line contains `needle`, returning what it read.
 fn read_until(stdout: &mut impl std::io::BufRead, needle: &str) -> String {
     let mut seen = String::new();
@@ -48,13 +63,7 @@ fn logs_follow_streams_a_running_build_until_it_is_ready() {
     let sandboxer = Sandboxer::new();
     let (running, gate, id) = start_gated(&sandboxer);
 
-    let mut follower = sandboxer
-        .command(&["logs", &id, "--follow"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(follower.stdout.take().unwrap());
+    let (follower, mut stdout) = follow(&sandboxer, &id);
     let before = read_until(&mut stdout, "build started");
     assert!(before.contains("# sandboxer: running"), "{before}");
     // The follower is waiting for more; the build goes on only now.
@@ -80,13 +89,7 @@ fn logs_follow_streams_a_running_build_until_it_is_ready() {
 fn logs_follow_ends_when_the_build_is_orphaned() {
     let sandboxer = Sandboxer::new();
     let (running, _gate, id) = start_gated(&sandboxer);
-    let mut follower = sandboxer
-        .command(&["logs", &id, "--follow"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(follower.stdout.take().unwrap());
+    let (follower, mut stdout) = follow(&sandboxer, &id);
     read_until(&mut stdout, "build started");
     signal(running.id(), "KILL");
     let _ = running.finish();
